@@ -1,0 +1,80 @@
+"""The backend interface and the registry that maps ``EngineConfig.backend`` to a class.
+
+Backends implement :meth:`Engine.chat_batch` (a list of requests in, one result per request out,
+never raising for a single failed call). Stages call :func:`mentalchat.engine.run_requests`,
+which picks in-process or Ray Data execution; they never import a backend directly.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable
+from typing import ClassVar
+
+from mentalchat.engine.config import EngineConfig
+from mentalchat.engine.types import ChatRequest, ChatResult, SamplingConfig
+
+__all__ = ["BACKENDS", "Engine", "create_engine", "register_backend"]
+
+
+class Engine(abc.ABC):
+    """An LLM backend bound to one model."""
+
+    provider: ClassVar[str]
+    supports_json_schema: ClassVar[bool] = False
+    supports_lora: ClassVar[bool] = False
+
+    def __init__(self, cfg: EngineConfig) -> None:
+        self.cfg = cfg
+
+    def sampling_for(self, request: ChatRequest) -> SamplingConfig:
+        return request.sampling or self.cfg.sampling
+
+    @abc.abstractmethod
+    def chat_batch(self, requests: list[ChatRequest]) -> list[ChatResult]:
+        """Answer every request; failures come back as results with ``error`` set."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release engines, clients and threads."""
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+BACKENDS: dict[str, Callable[[EngineConfig], Engine]] = {}
+
+
+def register_backend(name: str) -> Callable[[type[Engine]], type[Engine]]:
+    def deco(cls: type[Engine]) -> type[Engine]:
+        BACKENDS[name] = cls
+        return cls
+
+    return deco
+
+
+def _load_builtin(name: str) -> None:
+    # Imported lazily: vLLM and transformers are heavy and absent from some installs.
+    import importlib
+
+    modules = {
+        "openai": "mentalchat.engine.openai_backend",
+        "gemini": "mentalchat.engine.gemini_backend",
+        "vllm": "mentalchat.engine.vllm_backend",
+        "transformers": "mentalchat.engine.transformers_backend",
+    }
+    if name in modules:
+        importlib.import_module(modules[name])
+
+
+def create_engine(cfg: EngineConfig) -> Engine:
+    """Instantiate the backend named by ``cfg.backend``."""
+    if cfg.backend not in BACKENDS:
+        _load_builtin(cfg.backend)
+    try:
+        factory = BACKENDS[cfg.backend]
+    except KeyError:
+        raise ValueError(f"unknown engine backend {cfg.backend!r}; known: {sorted(BACKENDS)}") from None
+    return factory(cfg)

@@ -1,0 +1,104 @@
+"""Engine configuration: which backend, which model, and how to call it safely.
+
+A config file declares engines once under ``engines:`` (name → :class:`EngineConfig`) and stages
+refer to them by name, so the paraphraser, synthesiser, answer generator and judges are swapped by
+editing one line.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from mentalchat.config import StrictModel
+from mentalchat.engine.types import SamplingConfig
+
+__all__ = [
+    "Backend",
+    "EngineConfig",
+    "HTTPOptions",
+    "TransformersOptions",
+    "VLLMOptions",
+]
+
+Backend = Literal["vllm", "openai", "gemini", "transformers"]
+
+DEFAULT_KEY_ENV = {"openai": "OPENAI_API_KEY", "gemini": "GEMINI_API_KEY"}
+
+
+class HTTPOptions(StrictModel):
+    """Concurrency, rate limits, retries and timeouts for API backends."""
+
+    max_concurrency: int = Field(16, ge=1, description="upper bound on calls in flight")
+    min_concurrency: int = Field(1, ge=1)
+    requests_per_minute: float | None = Field(None, gt=0)
+    tokens_per_minute: float | None = Field(None, gt=0)
+    timeout_s: float = Field(120.0, gt=0)
+    max_retries: int = Field(6, ge=0)
+    backoff_base_s: float = Field(1.0, ge=0)
+    backoff_max_s: float = Field(60.0, gt=0)
+    cluster_limiter: bool = Field(
+        False, description="share one limiter per provider across Ray workers (a named actor)"
+    )
+
+
+class VLLMOptions(StrictModel):
+    """vLLM engine settings (in-process ``vllm.LLM`` held by Ray Data actors)."""
+
+    impl: Literal["actor", "processor"] = Field(
+        "actor", description="map_batches actor holding vllm.LLM, or ray.data.llm's processor"
+    )
+    replicas: int = Field(1, ge=1, description="engine replicas (one per GPU or CPU slot)")
+    gpus_per_replica: float = Field(0.0, ge=0)
+    cpus_per_replica: float = Field(1.0, gt=0)
+    accelerator_type: str | None = None
+    tensor_parallel_size: int = Field(1, ge=1)
+    batch_size: int = Field(64, ge=1, description="rows handed to one engine call")
+    enforce_eager: bool = True
+    max_model_len: int | None = None
+    dtype: str = "auto"
+    gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
+    kv_cache_memory_bytes: int | None = Field(None, description="CPU: KV cache size in bytes")
+    enable_lora: bool = False
+    max_lora_rank: int = 64
+    max_loras: int = 4
+    structured_outputs_backend: str = "guidance"
+    engine_kwargs: dict[str, Any] = Field(default_factory=dict)
+
+
+class TransformersOptions(StrictModel):
+    device: str = "cpu"
+    dtype: str = "float32"
+    batch_size: int = Field(8, ge=1)
+
+
+class EngineConfig(StrictModel):
+    """One LLM endpoint as every stage sees it."""
+
+    backend: Backend
+    model: str = Field(description="hub id, local folder, or local:<kit model> (see models.kit)")
+    name: str | None = Field(None, description="label stored in tables; defaults to model")
+    sampling: SamplingConfig = Field(default_factory=SamplingConfig)
+    base_url: str | None = Field(None, description="API base URL; else the SDK's env variable")
+    api_key_env: str | None = Field(None, description="env variable holding the key")
+    http: HTTPOptions = Field(default_factory=HTTPOptions)
+    vllm: VLLMOptions = Field(default_factory=VLLMOptions)
+    transformers: TransformersOptions = Field(default_factory=TransformersOptions)
+    cache_dir: str | None = Field(None, description="on-disk response cache; None disables it")
+    price_in_per_mtok: float | None = Field(None, ge=0, description="USD per 1M input tokens")
+    price_out_per_mtok: float | None = Field(None, ge=0, description="USD per 1M output tokens")
+
+    @model_validator(mode="after")
+    def _defaults(self) -> EngineConfig:
+        if self.api_key_env is None and self.backend in DEFAULT_KEY_ENV:
+            object.__setattr__(self, "api_key_env", DEFAULT_KEY_ENV[self.backend])
+        return self
+
+    @property
+    def label(self) -> str:
+        return self.name or self.model
+
+    @property
+    def is_http(self) -> bool:
+        return self.backend in ("openai", "gemini")

@@ -1,0 +1,91 @@
+"""Request and result types shared by every LLM backend.
+
+Stages build :class:`ChatRequest` objects and get :class:`ChatResult` objects back, whatever the
+backend: the same record goes through a vLLM actor in Ray Data, an OpenAI-compatible endpoint,
+Gemini or transformers. Results never raise for a single failed call; they carry ``error`` so a
+batch always returns one result per request.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["ChatMessage", "ChatRequest", "ChatResult", "SamplingConfig", "request_key"]
+
+Role = Literal["system", "user", "assistant"]
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    role: Role
+    content: str
+
+
+class SamplingConfig(BaseModel):
+    """Generation parameters understood by every backend (each maps them to its own names)."""
+
+    model_config = ConfigDict(extra="forbid")
+    temperature: float = Field(0.7, ge=0.0, le=2.0)
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    max_tokens: int = Field(512, ge=1)
+    seed: int | None = None
+    stop: list[str] | None = None
+
+
+class ChatRequest(BaseModel):
+    """One chat call. ``json_schema`` asks the backend for structured output where it can."""
+
+    model_config = ConfigDict(extra="forbid")
+    id: str
+    messages: list[ChatMessage]
+    sampling: SamplingConfig | None = None  # None: the engine's defaults
+    json_schema: dict[str, Any] | None = None
+    lora: str | None = None  # adapter folder (vLLM / transformers backends only)
+    metadata: dict[str, Any] = Field(default_factory=dict)  # carried through, not sent
+
+    @classmethod
+    def from_prompt(cls, id: str, prompt: str, system: str | None = None, **kw: Any) -> ChatRequest:
+        msgs = [ChatMessage(role="system", content=system)] if system else []
+        msgs.append(ChatMessage(role="user", content=prompt))
+        return cls(id=id, messages=msgs, **kw)
+
+
+class ChatResult(BaseModel):
+    """What a backend returned for one request, with accounting."""
+
+    model_config = ConfigDict(extra="forbid")
+    id: str
+    text: str | None = None
+    finish_reason: str | None = None  # stop | length | error | ...
+    provider: str
+    model: str
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost_usd: float = 0.0
+    latency_s: float = 0.0
+    attempts: int = 0
+    cached: bool = False
+    error: str | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.text is not None
+
+
+def request_key(provider: str, model: str, request: ChatRequest, sampling: SamplingConfig) -> str:
+    """Cache key over everything that changes a response: provider, model, messages, parameters."""
+    payload = {
+        "provider": provider,
+        "model": model,
+        "messages": [m.model_dump() for m in request.messages],
+        "sampling": sampling.model_dump(),
+        "json_schema": request.json_schema,
+        "lora": request.lora,
+    }
+    blob = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(blob.encode()).hexdigest()

