@@ -81,11 +81,15 @@ class TableSpec:
                 f"{source}: {self.name} schema version {int(version)} is newer than this "
                 f"mentalchat's ({self.version}); upgrade mentalchat"
             )
-        missing = [f.name for f in self.schema if f.name not in table.column_names]
+        # Adding a nullable column is a compatible change: older files read with nulls there.
+        missing = [f.name for f in self.schema if f.name not in table.column_names and not f.nullable]
         if missing:
             raise SchemaError(f"{source}: {self.name} table lacks columns {missing}")
         columns = []
         for field in self.schema:
+            if field.name not in table.column_names:
+                columns.append(pa.nulls(table.num_rows, field.type))
+                continue
             col = table.column(field.name)
             if not col.type.equals(field.type):
                 try:
