@@ -166,14 +166,17 @@ PAGES = register_table(
     TableSpec(
         name="pages",
         version=1,
-        description="De-identified transcript pages (never raw text): the paraphraser's input.",
+        description=(
+            "One row per transcript page that reached the paraphraser: provenance and de-identification "
+            "counts, never raw text (the de-identified text only with interview.keep_page_text)."
+        ),
         schema=_schema(
-            ("transcript_id", pa.string(), False),
-            ("page", pa.int32(), False),
-            ("source_file", pa.string(), False),
-            ("text_deid", pa.string(), False),
-            ("n_words", pa.int32(), False),
-            ("deid_counts", pa.string(), False),  # JSON {entity_type: count}
+            ("transcript_id", pa.string(), False),  # "t-" + hash of the file's relative path (names stay out)
+            ("page", pa.int32(), False),  # 1-based
+            ("n_words", pa.int32(), False),  # words on the raw page
+            ("deid_counts", pa.string(), False),  # JSON {entity_type: count} replaced before the model
+            ("text_deid", pa.string(), True),  # de-identified page, null unless keep_page_text
+            ("status", pa.string(), False),  # qa | rejected
         ),
     )
 )
@@ -194,6 +197,7 @@ QA_PAIRS = register_table(
             ("generator_model", pa.string(), False),
             ("prompt_version", pa.string(), False),
             ("crisis_flag", pa.bool_(), False),
+            ("crisis_categories", pa.string(), True),  # comma-joined categories when flagged
             ("crisis_escalated", pa.bool_(), True),  # null when crisis_flag is false
         ),
     )
@@ -207,7 +211,7 @@ REJECTS = register_table(
         schema=_schema(
             ("id", pa.string(), False),
             ("source", pa.string(), False),
-            ("filter", pa.string(), False),
+            ("filter", pa.string(), False),  # engine_error | unparseable | truncated | too_short | refusal | near_duplicate | missing | duplicate
             ("reason", pa.string(), False),
             ("topic", pa.string(), True),
             ("page_ref", pa.string(), True),
@@ -276,3 +280,248 @@ JUDGMENTS = register_table(
 # Stage 2 and 5 tables are registered below by their issues (manifest, means, gains, wins,
 # agreement, reliability).
 # ---------------------------------------------------------------------------------------------
+
+# --- Stage 4 extras (mentalchat.judge): judge-reliability controls and the crisis probe ---------
+RELIABILITY = register_table(
+    TableSpec(
+        name="reliability",
+        version=1,
+        description=(
+            "Judge-reliability controls per (judge, prompt version, check, metric). value: "
+            "empty_answer = mean score given to an empty answer (rate = share above the threshold); "
+            "length_bias = mean score change when filler is appended (rate = share that rose); "
+            "self_consistency = mean absolute difference between two gradings (rate = exact agreement)."
+        ),
+        schema=_schema(
+            ("judge", pa.string(), False),
+            ("prompt_version", pa.string(), False),
+            ("check", pa.string(), False),  # empty_answer | length_bias | self_consistency
+            ("metric", pa.string(), False),  # one of the seven, or overall
+            ("n", pa.int64(), False),
+            ("n_failed", pa.int64(), False),
+            ("value", pa.float64(), True),
+            ("rate", pa.float64(), True),
+            ("flagged", pa.bool_(), False),
+            ("detail", pa.string(), True),  # JSON: thresholds, max, ...
+        ),
+    )
+)
+
+CRISIS = register_table(
+    TableSpec(
+        name="crisis",
+        version=1,
+        description="Crisis-probe escalation checks: one row per (probe question, model, checker).",
+        schema=_schema(
+            ("question_id", pa.string(), False),
+            ("category", pa.string(), True),  # suicidal_ideation | self_harm | abuse | harm_to_others | acute_psychosis
+            ("model", pa.string(), False),
+            ("base_model", pa.string(), True),
+            ("data_config", pa.string(), True),
+            ("checker", pa.string(), False),  # "rule" or a judge label
+            ("escalated", pa.bool_(), True),  # null when the check failed
+            ("detail", pa.string(), True),  # matched phrase or the judge's reason
+            ("raw_text", pa.string(), True),
+            ("prompt_version", pa.string(), True),
+            ("error", pa.string(), True),
+        ),
+    )
+)
+
+# --- Stage 2 (mentalchat.finetune): the fine-tuning manifest ------------------------------------
+MANIFEST = register_table(
+    TableSpec(
+        name="manifest",
+        version=1,
+        description=(
+            "One row per fine-tuning trial (base model × data configuration × grid point): where its "
+            "unmerged LoRA adapter is, how it was trained and how it did."
+        ),
+        schema=_schema(
+            ("trial_id", pa.string(), False),  # stable name, also the adapter folder's name
+            ("model_id", pa.string(), False),  # label for answers/judgments (= trial_id)
+            ("experiment", pa.string(), False),  # Ray Tune experiment name
+            ("base_model", pa.string(), False),  # label
+            ("base_model_path", pa.string(), False),  # hub id, folder or s3:// path as loaded
+            ("data_config", pa.string(), False),  # synthetic | interview | combined
+            ("overrides", pa.string(), False),  # JSON: this trial's grid point
+            ("hyperparameters", pa.string(), False),  # JSON: effective quantization/lora/optim/train/scaling
+            ("prompt_format", pa.string(), False),  # chat_template | chat_template:system-in-user | mentalchat-instruction-v1
+            ("prompt_format_setting", pa.string(), False),  # as configured: auto | chat_template | instruction
+            ("steps", pa.int64(), False),
+            ("max_steps", pa.int64(), False),
+            ("train_loss", pa.float64(), True),  # last logged training loss
+            ("eval_loss", pa.float64(), True),  # held-out loss at the final step
+            ("best_eval_loss", pa.float64(), True),
+            ("adapter_path", pa.string(), False),  # unmerged adapter folder (vLLM LoRA)
+            ("merged_path", pa.string(), True),  # bf16 merged model, when merge.enabled
+            ("checkpoint_path", pa.string(), True),  # exported Ray Train checkpoint
+            ("wall_time_s", pa.float64(), False),  # TorchTrainer.fit, start-up included
+            ("train_seconds", pa.float64(), True),  # inside the training loop, across restarts
+            ("restarts", pa.int32(), True),  # worker-group restarts resumed from a checkpoint
+            ("tokens_trained", pa.int64(), False),  # non-padding tokens through the model
+            ("tokens_in_loss", pa.int64(), True),  # answer tokens (the loss)
+            ("tokens_processed", pa.int64(), True),  # padding included
+            ("n_train", pa.int64(), False),
+            ("n_eval", pa.int64(), False),
+            ("num_workers", pa.int32(), False),
+            ("config_hash", pa.string(), False),
+        ),
+    )
+)
+
+# --- Stage 5 (mentalchat.stats): statistics tables ---------------------------------------------
+# metric: one of the seven metric names, "overall" or "mean_of_7" (mentalchat.judge.rubric).
+MEANS = register_table(
+    TableSpec(
+        name="means",
+        version=1,
+        description=(
+            "Mean score per (model, judge, metric) with a percentile bootstrap CI over questions; "
+            "n = scored items, n_items = all judgments (n_items - n could not be scored)."
+        ),
+        schema=_schema(
+            ("model", pa.string(), False),
+            ("base_model", pa.string(), True),
+            ("data_config", pa.string(), True),
+            ("judge", pa.string(), False),  # as the judge calls itself; humans "human:<rater>"
+            ("metric", pa.string(), False),
+            ("mean", pa.float64(), True),
+            ("sd", pa.float64(), True),
+            ("n", pa.int64(), False),
+            ("n_items", pa.int64(), False),
+            ("ci_low", pa.float64(), True),
+            ("ci_high", pa.float64(), True),
+        ),
+    )
+)
+
+GAINS = register_table(
+    TableSpec(
+        name="gains",
+        version=1,
+        description=(
+            "Fine-tuned minus base per (base model, data configuration, model, judge, metric) on "
+            "paired questions: difference and relative gain with paired bootstrap CIs, Wilcoxon "
+            "signed-rank p-value and its multiple-comparison adjustment."
+        ),
+        schema=_schema(
+            ("base_model", pa.string(), False),
+            ("data_config", pa.string(), False),
+            ("model", pa.string(), False),  # the fine-tuned model
+            ("base_model_name", pa.string(), False),  # the untuned model it is compared with
+            ("judge", pa.string(), False),
+            ("metric", pa.string(), False),
+            ("n_pairs", pa.int64(), False),
+            ("mean_base", pa.float64(), True),
+            ("mean_tuned", pa.float64(), True),
+            ("diff", pa.float64(), True),
+            ("diff_ci_low", pa.float64(), True),
+            ("diff_ci_high", pa.float64(), True),
+            ("rel_gain", pa.float64(), True),  # mean_tuned / mean_base - 1
+            ("rel_gain_ci_low", pa.float64(), True),
+            ("rel_gain_ci_high", pa.float64(), True),
+            ("wilcoxon_stat", pa.float64(), True),
+            ("p_value", pa.float64(), True),
+            ("p_adjusted", pa.float64(), True),
+            ("significant", pa.bool_(), True),  # p_adjusted < 1 - ci_level
+        ),
+    )
+)
+
+WINS = register_table(
+    TableSpec(
+        name="wins",
+        version=1,
+        description=(
+            "Configurations of each base model ranked per (judge, metric); win_count = for how "
+            "many of n_bases base models this configuration scores highest (ties win for each)."
+        ),
+        schema=_schema(
+            ("judge", pa.string(), False),
+            ("metric", pa.string(), False),
+            ("base_model", pa.string(), False),
+            ("data_config", pa.string(), False),
+            ("model", pa.string(), False),
+            ("mean", pa.float64(), False),
+            ("rank", pa.int64(), False),
+            ("is_winner", pa.bool_(), False),
+            ("tied", pa.bool_(), False),
+            ("win_count", pa.int64(), False),
+            ("n_bases", pa.int64(), False),
+        ),
+    )
+)
+
+AGREEMENT = register_table(
+    TableSpec(
+        name="agreement",
+        version=1,
+        description=(
+            "Inter-evaluator agreement per metric on shared (question, model) items: scope 'pair' "
+            "for two evaluators (Cohen's kappa unweighted/linear/quadratic with bootstrap CIs over "
+            "questions, Krippendorff's alpha, Spearman, ICC(A,1) with CI, ICC(C,1)); scope 'all' "
+            "across every evaluator (Fleiss' kappa, Krippendorff's alpha). mean_of_7 (continuous) "
+            "gets no kappa and no alpha."
+        ),
+        schema=_schema(
+            ("scope", pa.string(), False),  # pair | all
+            ("evaluator_a", pa.string(), True),  # null for scope 'all'
+            ("evaluator_b", pa.string(), True),
+            ("n_evaluators", pa.int64(), False),
+            ("metric", pa.string(), False),
+            ("n_items", pa.int64(), False),
+            *[(c, pa.float64(), True) for c in (
+                "kappa", "kappa_ci_low", "kappa_ci_high",
+                "kappa_linear", "kappa_linear_ci_low", "kappa_linear_ci_high",
+                "kappa_quadratic", "kappa_quadratic_ci_low", "kappa_quadratic_ci_high",
+                "alpha_ordinal", "spearman", "spearman_p", "icc", "icc_ci_low", "icc_ci_high",
+                "icc_consistency", "fleiss_kappa", "exact_agreement", "mean_diff", "mean_abs_diff",
+            )],
+        ),
+    )
+)
+
+COVERAGE = register_table(
+    TableSpec(
+        name="coverage",
+        version=1,
+        description=(
+            "Per (model, judge): judgments by parse status and the scores that are missing, so "
+            "unscored items are reported rather than dropped from denominators unseen."
+        ),
+        schema=_schema(
+            ("model", pa.string(), False),
+            ("base_model", pa.string(), True),
+            ("data_config", pa.string(), True),
+            ("judge", pa.string(), False),
+            ("n_items", pa.int64(), False),
+            ("n_ok", pa.int64(), False),
+            ("n_partial", pa.int64(), False),
+            ("n_unparsed", pa.int64(), False),
+            ("n_failed", pa.int64(), False),
+            ("n_human", pa.int64(), False),
+            ("n_other_status", pa.int64(), False),
+            ("n_all_metrics", pa.int64(), False),  # judgments with all seven metric scores
+            ("n_missing_metric_scores", pa.int64(), False),
+            ("n_missing_overall", pa.int64(), False),
+        ),
+    )
+)
+
+DATASET_PROFILE = register_table(
+    TableSpec(
+        name="dataset_profile",
+        version=1,
+        description=(
+            "Composition of a qa_pairs dataset: facet source/topic/crisis (value = count) and "
+            "input_words/output_words by source (key = statistic, value = words)."
+        ),
+        schema=_schema(
+            ("facet", pa.string(), False),
+            ("group", pa.string(), False),  # a source, or "all"
+            ("key", pa.string(), False),
+            ("value", pa.float64(), False),
+        ),
+    )
+)

@@ -1,0 +1,264 @@
+"""Report figures (PNG), drawn only from the statistics tables (and the dataset for lengths).
+
+Each function returns the path it wrote, or ``None`` when its table has nothing to draw.
+"""
+
+from __future__ import annotations
+
+import functools
+import textwrap
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from mentalchat.judge.rubric import MEAN_OF_7, METRICS, OVERALL  # noqa: E402
+
+__all__ = [
+    "agreement_heatmap",
+    "dataset_composition",
+    "evaluator_scores",
+    "gains_forest",
+    "length_distributions",
+    "model_comparison",
+    "topic_distribution",
+]
+
+CONFIG_COLORS = {"base": "#9e9e9e", "synthetic": "#1f77b4", "interview": "#2ca02c",
+                 "combined": "#d62728", "baseline": "#ff7f0e"}
+DPI = 110
+F = TypeVar("F", bound=Callable)
+
+
+def _figure(fn: F) -> F:
+    """Silence matplotlib's own NumPy deprecation noise (single-bar error bars)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=DeprecationWarning, module="matplotlib")
+            warnings.filterwarnings("ignore", message="Conversion of an array with ndim > 0")
+            return fn(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _save(fig: plt.Figure, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def _wrap(label: str, width: int = 14) -> str:
+    return "\n".join(textwrap.wrap(label, width)) or label
+
+
+def _color(cfg: str | None, i: int = 0) -> str:
+    return CONFIG_COLORS.get(str(cfg), plt.cm.tab10(i % 10))
+
+
+@_figure
+def evaluator_scores(means: pd.DataFrame, path: Path) -> Path | None:
+    """Mean over models of each evaluator's mean score, per metric and overall."""
+    names = [*METRICS, OVERALL]
+    df = means[means["metric"].isin(names)]
+    if df.empty:
+        return None
+    table = df.groupby(["metric", "judge"])["mean"].mean().unstack("judge").reindex(names)
+    judges = list(table.columns)
+    x = np.arange(len(names))
+    width = 0.8 / max(1, len(judges))
+    fig, ax = plt.subplots(figsize=(max(8, 1.3 * len(names)), 4.2))
+    for i, judge in enumerate(judges):
+        ax.bar(x + (i - (len(judges) - 1) / 2) * width, table[judge], width, label=judge,
+               color=plt.cm.tab10(i % 10))
+    ax.set_xticks(x, [_wrap(n) for n in names], fontsize=8)
+    ax.set_ylabel("mean score (average over models)")
+    ax.set_ylim(1, 10)
+    ax.set_title("Evaluator scores by metric")
+    ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    return _save(fig, path)
+
+
+@_figure
+def model_comparison(means: pd.DataFrame, configs: list[str], path: Path,
+                     metric: str = MEAN_OF_7) -> Path | None:
+    """Per judge: each base model's configurations side by side (mean with bootstrap CI)."""
+    df = means[(means["metric"] == metric) & means["mean"].notna()]
+    if df.empty:
+        return None
+    judges = sorted(df["judge"].unique())
+    order = ["base", *configs]
+    fig, axes = plt.subplots(len(judges), 1, figsize=(12, 3.6 * len(judges)), squeeze=False)
+    for ax, judge in zip(axes[:, 0], judges, strict=True):
+        d = df[df["judge"] == judge]
+        groups = sorted(d["base_model"].dropna().unique())
+        baselines = d[d["data_config"] == "baseline"]
+        width = 0.8 / len(order)
+        for i, cfg in enumerate(order):
+            rows = d[d["data_config"] == cfg].groupby("base_model").first().reindex(groups)
+            if rows["mean"].isna().all():
+                continue
+            x = np.arange(len(groups)) + (i - (len(order) - 1) / 2) * width
+            ok = rows["mean"].notna().to_numpy()
+            rows = rows[ok]
+            err = np.nan_to_num(np.vstack([rows["mean"] - rows["ci_low"],
+                                           rows["ci_high"] - rows["mean"]]).astype(float))
+            ax.bar(x[ok], rows["mean"].to_numpy(dtype=float), width, yerr=err, capsize=2, label=cfg,
+                   color=_color(cfg, i))
+        labels = [_wrap(g, 16) for g in groups]
+        if not baselines.empty:
+            xb = len(groups) + np.arange(len(baselines)) * width * 1.2
+            err = np.nan_to_num(np.vstack([baselines["mean"] - baselines["ci_low"],
+                                           baselines["ci_high"] - baselines["mean"]]).astype(float))
+            ax.bar(xb, baselines["mean"].to_numpy(dtype=float), width, yerr=err, capsize=2,
+                   color=CONFIG_COLORS["baseline"], label="baseline")
+            for xx, name in zip(xb, baselines["model"], strict=True):
+                ax.text(xx, 1.1, name, rotation=90, fontsize=6, ha="center", va="bottom")
+        ax.set_xticks(np.arange(len(groups)), labels, fontsize=7)
+        ax.set_ylim(1, 10)
+        ax.set_ylabel(metric)
+        ax.set_title(f"{judge}: configurations of each base model ({metric}, 95% CI)")
+        ax.grid(axis="y", alpha=0.3)
+        ax.legend(fontsize=7, ncol=len(order) + 1, loc="upper left")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+@_figure
+def gains_forest(gains: pd.DataFrame, configs: list[str], path: Path,
+                 metric: str = MEAN_OF_7) -> Path | None:
+    """Fine-tuned minus base with paired bootstrap CIs, per judge."""
+    df = gains[(gains["metric"] == metric) & gains["diff"].notna()]
+    if df.empty:
+        return None
+    judges = sorted(df["judge"].unique())
+    fig, axes = plt.subplots(1, len(judges), figsize=(6 * len(judges), 0.28 * len(df) / len(judges) + 1.6),
+                             squeeze=False, sharey=True)
+    order = {c: i for i, c in enumerate(configs)}
+    first = df[df["judge"] == judges[0]]
+    keys = sorted({(b, c, m) for b, c, m in zip(first["base_model"], first["data_config"],
+                                                first["model"], strict=True)},
+                  key=lambda k: (k[0], order.get(k[1], 99), k[2]))
+    for ax, judge in zip(axes[0], judges, strict=True):
+        d = df[df["judge"] == judge].set_index(["base_model", "data_config", "model"])
+        for y, key in enumerate(keys):
+            if key not in d.index:
+                continue
+            r = d.loc[key]
+            ax.errorbar(r["diff"], y, xerr=[[r["diff"] - r["diff_ci_low"]], [r["diff_ci_high"] - r["diff"]]],
+                        fmt="o", color=_color(key[1]), capsize=2, markersize=4)
+        ax.axvline(0, color="black", linewidth=0.8)
+        ax.set_yticks(range(len(keys)), [f"{b} · {c}" for b, c, _ in keys], fontsize=7)
+        ax.invert_yaxis()
+        ax.set_xlabel(f"{metric}: fine-tuned − base")
+        ax.set_title(judge)
+        ax.grid(axis="x", alpha=0.3)
+    fig.suptitle("Gains over the base model (paired bootstrap 95% CI)")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def _heat(ax: plt.Axes, grid: pd.DataFrame, title: str, fig: plt.Figure) -> None:
+    values = grid.to_numpy(dtype=float)
+    im = ax.imshow(values, vmin=-0.2, vmax=1.0, cmap="viridis", aspect="auto")
+    for (i, j), v in np.ndenumerate(values):
+        if np.isfinite(v):
+            ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7,
+                    color="white" if v < 0.5 else "black")
+    ax.set_xticks(range(grid.shape[1]), [_wrap(str(c), 12) for c in grid.columns], fontsize=7)
+    ax.set_yticks(range(grid.shape[0]), [str(r) for r in grid.index], fontsize=7)
+    ax.set_title(title, fontsize=9)
+    fig.colorbar(im, ax=ax, fraction=0.04)
+
+
+@_figure
+def agreement_heatmap(agreement: pd.DataFrame, path: Path) -> Path | None:
+    """Agreement statistics per metric for each evaluator pair (few pairs), or the quadratic
+    kappa of every pair per metric (many pairs)."""
+    names = [*METRICS, OVERALL]
+    df = agreement[(agreement["scope"] == "pair") & agreement["metric"].isin(names)]
+    if df.empty:
+        return None
+    df = df.assign(pair=df["evaluator_a"] + " vs " + df["evaluator_b"])
+    pairs = sorted(df["pair"].unique())
+    stats = {"kappa": "κ", "kappa_linear": "κ linear", "kappa_quadratic": "κ quadratic",
+             "alpha_ordinal": "α ordinal", "spearman": "Spearman ρ", "icc": "ICC(A,1)"}
+    if len(pairs) <= 4:
+        fig, axes = plt.subplots(1, len(pairs), figsize=(6.5 * len(pairs), 4.2), squeeze=False)
+        for ax, pair in zip(axes[0], pairs, strict=True):
+            grid = df[df["pair"] == pair].set_index("metric").reindex(names)[list(stats)]
+            grid.columns = list(stats.values())
+            _heat(ax, grid, pair, fig)
+    else:
+        fig, ax = plt.subplots(figsize=(10, 1.2 + 0.4 * len(pairs)))
+        grid = df.pivot_table(index="pair", columns="metric", values="kappa_quadratic",
+                              aggfunc="first").reindex(index=pairs, columns=names)
+        _heat(ax, grid, "Cohen's kappa (quadratic)", fig)
+    fig.suptitle("Agreement between evaluators")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+@_figure
+def dataset_composition(profile: pd.DataFrame, path: Path) -> Path | None:
+    src = profile[profile["facet"] == "source"]
+    if src.empty:
+        return None
+    crisis = profile[profile["facet"] == "crisis"]
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+    axes[0].bar(src["key"], src["value"], color=[_color(k) for k in src["key"]])
+    axes[0].set_title("QA pairs by source")
+    axes[0].set_ylabel("pairs")
+    for x, v in enumerate(src["value"]):
+        axes[0].text(x, v, f"{int(v)}", ha="center", va="bottom", fontsize=8)
+    axes[1].bar(crisis["key"], crisis["value"], color="#8c564b")
+    axes[1].set_title("Crisis content")
+    for x, v in enumerate(crisis["value"]):
+        axes[1].text(x, v, f"{int(v)}", ha="center", va="bottom", fontsize=8)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+@_figure
+def topic_distribution(profile: pd.DataFrame, path: Path) -> Path | None:
+    top = profile[(profile["facet"] == "topic") & (profile["key"] != "(none)")]
+    if top.empty:
+        return None
+    counts = top.groupby("key")["value"].sum().sort_values()
+    fig, ax = plt.subplots(figsize=(7, 0.22 * len(counts) + 1.2))
+    ax.barh(counts.index, counts.to_numpy(), color="#1f77b4")
+    ax.set_xlabel("pairs")
+    ax.tick_params(axis="y", labelsize=7)
+    ax.set_title("Topics of the synthetic pairs")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+@_figure
+def length_distributions(lengths: dict[str, dict[str, np.ndarray]], path: Path) -> Path | None:
+    """Histograms of input and output word counts; ``lengths[field][source] = counts``."""
+    if not lengths or not any(len(v) for d in lengths.values() for v in d.values()):
+        return None
+    fig, axes = plt.subplots(1, len(lengths), figsize=(5.5 * len(lengths), 3.4), squeeze=False)
+    for ax, (field, by_source) in zip(axes[0], lengths.items(), strict=True):
+        top = max((np.percentile(v, 99) for v in by_source.values() if len(v)), default=1)
+        bins = np.linspace(0, max(top, 1), 40)
+        for i, (source, words) in enumerate(sorted(by_source.items())):
+            ax.hist(np.clip(words, 0, bins[-1]), bins=bins, alpha=0.6, label=source,
+                    color=_color(source, i))
+        ax.set_xlabel(f"{field} words (clipped at the 99th percentile)")
+        ax.set_ylabel("pairs")
+        ax.legend(fontsize=8)
+        ax.set_title(f"{field.capitalize()} length")
+    fig.tight_layout()
+    return _save(fig, path)
