@@ -41,6 +41,9 @@ class HTTPOptions(StrictModel):
     cluster_limiter: bool = Field(
         False, description="share one limiter per provider across Ray workers (a named actor)"
     )
+    budget_usd: float | None = Field(
+        None, ge=0, description="refuse new calls once this engine's spend would pass this many USD"
+    )
 
 
 class VLLMOptions(StrictModel):

@@ -1,0 +1,108 @@
+"""USD prices per million tokens, so every API call carries its cost and budgets can be enforced.
+
+Source and assumptions: the providers' public list prices for standard (non-batch, non-cached,
+short-context) text calls as published on openai.com/api/pricing and ai.google.dev/pricing during
+2024-2025. Prices change; a config's ``price_in_per_mtok``/``price_out_per_mtok`` override this
+table, and calls to a local endpoint (localhost, 127.0.0.1, ::1) cost 0 unless overridden.
+Gemini models with long-context tiers are priced at their short-context (<=128k/200k) rate; output
+includes "thinking" tokens, which Google bills as output.
+"""
+
+from __future__ import annotations
+
+import logging
+from urllib.parse import urlparse
+
+from mentalchat.engine.config import EngineConfig
+
+__all__ = ["PRICES", "Price", "call_cost", "is_local_url", "price_for", "resolve_price"]
+
+log = logging.getLogger(__name__)
+
+Price = tuple[float, float]  # (USD per 1M input tokens, USD per 1M output tokens)
+
+PRICES: dict[str, Price] = {
+    # OpenAI
+    "gpt-4-1106-preview": (10.00, 30.00),  # the paper's GPT-4 Turbo judge
+    "gpt-4-0125-preview": (10.00, 30.00),
+    "gpt-4-turbo": (10.00, 30.00),
+    "gpt-4-32k": (60.00, 120.00),
+    "gpt-4": (30.00, 60.00),
+    "gpt-4o-2024-05-13": (5.00, 15.00),
+    "gpt-4o-mini": (0.15, 0.60),
+    "gpt-4o": (2.50, 10.00),
+    "gpt-4.1-nano": (0.10, 0.40),
+    "gpt-4.1-mini": (0.40, 1.60),
+    "gpt-4.1": (2.00, 8.00),
+    "gpt-3.5-turbo-16k": (3.00, 4.00),
+    "gpt-3.5-turbo-0125": (0.50, 1.50),
+    "gpt-3.5-turbo": (0.50, 1.50),
+    "o1-mini": (1.10, 4.40),
+    "o1": (15.00, 60.00),
+    "o3-mini": (1.10, 4.40),
+    "o4-mini": (1.10, 4.40),
+    "o3": (2.00, 8.00),
+    # Google
+    "gemini-pro": (0.50, 1.50),  # Gemini 1.0 Pro, the paper's Gemini judge
+    "gemini-1.0-pro": (0.50, 1.50),
+    "gemini-1.5-flash-8b": (0.0375, 0.15),
+    "gemini-1.5-flash": (0.075, 0.30),
+    "gemini-1.5-pro": (1.25, 5.00),
+    "gemini-2.0-flash-lite": (0.075, 0.30),
+    "gemini-2.0-flash": (0.10, 0.40),
+    "gemini-2.5-flash-lite": (0.10, 0.40),
+    "gemini-2.5-flash": (0.30, 2.50),
+    "gemini-2.5-pro": (1.25, 10.00),
+}
+
+_LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", "0.0.0.0"}
+_warned: set[str] = set()
+
+
+def is_local_url(url: str | None) -> bool:
+    """True for loopback endpoints (a local vLLM server, the fault server): those calls are free."""
+    if not url:
+        return False
+    host = urlparse(url if "://" in url else f"http://{url}").hostname or ""
+    return host in _LOCAL_HOSTS or host.startswith("127.")
+
+
+def _normalise(model: str) -> str:
+    name = model.strip().lower()
+    for prefix in ("models/", "openai/", "google/"):
+        if name.startswith(prefix):
+            name = name[len(prefix) :]
+    return name
+
+
+def price_for(model: str) -> Price | None:
+    """Longest table key that prefixes the model name (``gpt-4o-mini-2024-07-18`` → gpt-4o-mini)."""
+    name = _normalise(model)
+    best: str | None = None
+    for key in PRICES:
+        if (name == key or name.startswith(key + "-") or name.startswith(key + "@")) and (
+            best is None or len(key) > len(best)
+        ):
+            best = key
+    return PRICES[best] if best else None
+
+
+def resolve_price(cfg: EngineConfig, base_url: str | None) -> Price:
+    """The (in, out) price for an engine: config override, else 0 for local, else the table."""
+    table = price_for(cfg.model)
+    local = is_local_url(base_url)
+    p_in = cfg.price_in_per_mtok if cfg.price_in_per_mtok is not None else (0.0 if local else (table or (0.0, 0.0))[0])
+    p_out = cfg.price_out_per_mtok if cfg.price_out_per_mtok is not None else (0.0 if local else (table or (0.0, 0.0))[1])
+    if table is None and not local and (cfg.price_in_per_mtok is None or cfg.price_out_per_mtok is None):
+        if cfg.model not in _warned:
+            _warned.add(cfg.model)
+            log.warning(
+                "no price known for model %r: its calls are counted as $0; set price_in_per_mtok and "
+                "price_out_per_mtok in the engine config to account for them",
+                cfg.model,
+            )
+    return p_in, p_out
+
+
+def call_cost(price: Price, tokens_in: int, tokens_out: int) -> float:
+    return (tokens_in * price[0] + tokens_out * price[1]) / 1_000_000
