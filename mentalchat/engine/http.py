@@ -484,7 +484,11 @@ class HTTPEngine(Engine):
     async def _one(self, request: ChatRequest) -> ChatResult:
         sampling = self.sampling_for(request)
         opts = self.cfg.http
-        key = request_key(self.provider, self.cfg.model, request, sampling) if self.cache is not None else None
+        key = (
+            request_key(self.provider, self.cfg.model, request, sampling, endpoint=self.base_url)
+            if self.cache is not None
+            else None
+        )
         if key is not None and self.cache is not None:
             hit = await asyncio.to_thread(self.cache.get, key)
             if hit is not None:

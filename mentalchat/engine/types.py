@@ -77,10 +77,22 @@ class ChatResult(BaseModel):
         return self.error is None and self.text is not None
 
 
-def request_key(provider: str, model: str, request: ChatRequest, sampling: SamplingConfig) -> str:
-    """Cache key over everything that changes a response: provider, model, messages, parameters."""
+def request_key(
+    provider: str,
+    model: str,
+    request: ChatRequest,
+    sampling: SamplingConfig,
+    *,
+    endpoint: str | None = None,
+) -> str:
+    """Cache key over everything that changes a response: provider, endpoint, model, messages, parameters.
+
+    ``endpoint`` (the base URL) is part of the key: two local servers may serve different weights
+    under the same model name.
+    """
     payload = {
         "provider": provider,
+        "endpoint": endpoint,
         "model": model,
         "messages": [m.model_dump() for m in request.messages],
         "sampling": sampling.model_dump(),

@@ -160,6 +160,17 @@ def test_cache_rerun_makes_no_calls(srv: FaultServer, backend: str, tmp_path: Pa
     assert not res.cached and srv.count() == 6
 
 
+def test_cache_is_keyed_by_endpoint(srv: FaultServer, tmp_path: Path) -> None:
+    """Two servers with the same model name may serve different weights: no shared cache entries."""
+    with FaultServer(responder=lambda messages, params: "from the second server") as other:
+        with engine(srv, "openai", cache_dir=str(tmp_path)) as eng:
+            first = eng.chat_batch(reqs(1))[0]
+        with engine(other, "openai", cache_dir=str(tmp_path)) as eng:
+            second = eng.chat_batch(reqs(1))[0]
+        assert not second.cached and second.text == "from the second server" != first.text
+        assert srv.count() == 1 and other.count() == 1
+
+
 def test_errors_and_refusals_are_not_cached(srv: FaultServer, tmp_path: Path) -> None:
     srv.script(["400", "refusal"])
     with engine(srv, "openai", cache_dir=str(tmp_path)) as eng:
