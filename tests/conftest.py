@@ -26,6 +26,9 @@ for key, value in {
     "RAY_USAGE_STATS_ENABLED": "0",
     "TOKENIZERS_PARALLELISM": "false",
     "TQDM_DISABLE": "1",
+    # Two cores shared by pytest, Ray workers and vLLM: OpenMP spinning made in-process vLLM ~20x
+    # slower under contention (measured), one thread each keeps them out of each other's way.
+    "OMP_NUM_THREADS": "1",
 }.items():
     os.environ.setdefault(key, value)
 
@@ -69,3 +72,11 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from mentalchat.models.kit import build_tiny_llama
 
     return build_tiny_llama(tmp_path_factory.mktemp("models") / "tiny-llama")
+
+
+@pytest.fixture(scope="session")
+def tiny_lora(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A PEFT LoRA adapter for ``tiny_model`` with random non-zero weights (it changes outputs)."""
+    from mentalchat.models.kit import build_random_lora
+
+    return build_random_lora(tiny_model, tmp_path_factory.mktemp("adapters") / "tiny-lora")

@@ -1,0 +1,299 @@
+"""The two entry points every stage uses to run LLM calls: a list, or a Ray Data column.
+
+:func:`run_requests` takes a list and returns one result per request, in order. vLLM goes through
+Ray Data when Ray is running (replicas spread over the cluster), otherwise runs in this process;
+HTTP backends run in-process (their ``chat_batch`` is concurrent inside) unless asked to spread.
+:func:`run_on_dataset` adds a result column to a Ray Dataset of serialised requests with a pool of
+:class:`EngineActor` replicas, each holding one engine built once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from mentalchat.engine.base import Engine, create_engine
+from mentalchat.engine.config import EngineConfig
+from mentalchat.engine.types import ChatRequest, ChatResult, SamplingConfig
+
+__all__ = ["EngineActor", "run_on_dataset", "run_requests"]
+
+_INDEX = "__mentalchat_index"
+
+
+def _ray_running() -> bool:
+    try:
+        import ray
+    except ImportError:
+        return False
+    return ray.is_initialized()
+
+
+def _check_aligned(requests: list[ChatRequest], results: list[ChatResult], backend: str) -> None:
+    if len(results) != len(requests):
+        raise RuntimeError(f"backend {backend!r} returned {len(results)} results for {len(requests)} requests")
+
+
+def _chunk_size(cfg: EngineConfig) -> int:
+    if cfg.backend == "vllm":
+        return cfg.vllm.batch_size
+    if cfg.backend == "transformers":
+        return cfg.transformers.batch_size
+    return max(1, cfg.http.max_concurrency * 4)
+
+
+def _run_in_process(requests: list[ChatRequest], cfg: EngineConfig, progress: bool) -> list[ChatResult]:
+    engine = create_engine(cfg)
+    try:
+        if not progress:
+            results = engine.chat_batch(requests)
+            _check_aligned(requests, results, cfg.backend)
+            return results
+        from tqdm.auto import tqdm
+
+        results = []
+        size = _chunk_size(cfg)
+        with tqdm(total=len(requests), desc=cfg.label, unit="req") as bar:
+            for start in range(0, len(requests), size):
+                chunk = requests[start : start + size]
+                out = engine.chat_batch(chunk)
+                _check_aligned(chunk, out, cfg.backend)
+                results.extend(out)
+                bar.update(len(chunk))
+        return results
+    finally:
+        engine.close()
+
+
+def run_requests(
+    requests: list[ChatRequest],
+    cfg: EngineConfig,
+    *,
+    use_ray: bool | None = None,
+    progress: bool = False,
+) -> list[ChatResult]:
+    """Answer ``requests`` with the engine ``cfg`` describes; one result per request, in order.
+
+    ``use_ray=None`` picks: vLLM through Ray Data when Ray is initialised, everything else
+    in-process. ``use_ray=True`` forces Ray Data for any backend (e.g. judge calls spread over a
+    cluster); ``False`` forces in-process.
+    """
+    if not requests:
+        return []
+    if use_ray is None:
+        use_ray = cfg.backend == "vllm" and _ray_running()
+    if not use_ray:
+        return _run_in_process(requests, cfg, progress)
+
+    import ray.data
+
+    ds = ray.data.from_items([{_INDEX: i, "request": r.model_dump_json()} for i, r in enumerate(requests)])
+    rows = run_on_dataset(ds, cfg).take_all()
+    rows.sort(key=lambda row: row[_INDEX])
+    results = [ChatResult.model_validate_json(row["result"]) for row in rows]
+    _check_aligned(requests, results, cfg.backend)
+    return results
+
+
+class EngineActor:
+    """A Ray Data ``map_batches`` callable class: builds the engine once, answers batch after batch."""
+
+    def __init__(self, cfg_json: str, request_column: str = "request", result_column: str = "result") -> None:
+        self.cfg = EngineConfig.model_validate_json(cfg_json)
+        self.request_column = request_column
+        self.result_column = result_column
+        self.engine: Engine = create_engine(self.cfg)
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+        import numpy as np
+
+        raw = batch[self.request_column]
+        results: list[ChatResult | None] = [None] * len(raw)
+        good: list[tuple[int, ChatRequest]] = []
+        for i, item in enumerate(raw):
+            try:
+                good.append((i, ChatRequest.model_validate_json(item)))
+            except Exception as exc:  # noqa: BLE001 - a malformed row fails alone
+                results[i] = ChatResult(
+                    id=f"<row {i} of batch>", provider=self.cfg.backend, model=self.cfg.label,
+                    finish_reason="error", error=f"invalid request in column {self.request_column!r}: {exc}",
+                )
+        if good:
+            answered = self.engine.chat_batch([req for _, req in good])
+            _check_aligned([req for _, req in good], answered, self.cfg.backend)
+            for (i, _), result in zip(good, answered, strict=True):
+                results[i] = result
+        batch[self.result_column] = np.array([r.model_dump_json() for r in results if r is not None], dtype=object)
+        return batch
+
+    def __del__(self) -> None:
+        engine = getattr(self, "engine", None)
+        if engine is not None:
+            engine.close()
+
+
+_LIGHT_CPU = 0.1
+_KEPT = "__mentalchat_col_"
+_ERROR = "__mentalchat_error"  # input columns travel through the processor under this prefix
+
+
+def _processor_preprocess(
+    row: dict[str, Any], *, request_column: str, default_sampling: str, model_path: str, max_lora_rank: int
+) -> dict[str, Any]:
+    """Row → what ray.data.llm's vLLM stages read (messages, sampling_params, model for LoRA).
+
+    The processor carries the row's columns along and reads a ``model`` column as the LoRA
+    adapter to use, so the row's own columns are also copied under a prefix (restored at the end)
+    and ``model`` is always set: the base model's path, or the request's adapter. A request that
+    cannot run becomes a one-token dummy with ``_ERROR`` set, reported as an error result.
+    """
+    out: dict[str, Any] = {_KEPT + k: v for k, v in row.items()}
+    dummy = {"temperature": 0.0, "top_p": 1.0, "max_tokens": 1, "seed": None, "stop": None}
+    out.update(messages=[{"role": "user", "content": "."}], sampling_params=dummy, model=model_path,
+               **{_ERROR: ""})
+    try:
+        request = ChatRequest.model_validate_json(row[request_column])
+        if request.lora:
+            from mentalchat.engine.vllm_backend import _check_adapter
+
+            _check_adapter(request.lora, max_lora_rank)
+    except Exception as exc:  # noqa: BLE001 - one bad row must not stop the dataset
+        out[_ERROR] = f"{type(exc).__name__}: {exc}"
+        return out
+    sampling = request.sampling or SamplingConfig.model_validate_json(default_sampling)
+    params: dict[str, Any] = {"temperature": sampling.temperature, "top_p": sampling.top_p,
+                              "max_tokens": sampling.max_tokens, "seed": sampling.seed, "stop": sampling.stop}
+    if request.json_schema is not None:
+        # a JSON string: as a nested dict, Arrow would merge the schemas of all rows into one struct
+        params["structured_outputs"] = {"json": json.dumps(request.json_schema)}
+    out["messages"] = [m.model_dump() for m in request.messages]
+    out["sampling_params"] = params
+    if request.lora:
+        out["model"] = str(Path(request.lora).resolve())
+    return out
+
+
+def _processor_result(row: dict[str, Any], *, cfg_json: str, request_column: str, result_column: str) -> dict[str, Any]:
+    """Processor output row → the input row's columns plus a JSON ``ChatResult``."""
+    cfg = EngineConfig.model_validate_json(cfg_json)
+    out = {k[len(_KEPT):]: v for k, v in row.items() if k.startswith(_KEPT)}
+    request: ChatRequest | None = None
+    try:
+        request = ChatRequest.model_validate_json(out[request_column])
+        error = row.get(_ERROR) or row.get("__inference_error__") or None
+    except Exception as exc:  # noqa: BLE001
+        error = f"invalid request in column {request_column!r}: {exc}"
+    max_tokens = (request.sampling or cfg.sampling).max_tokens if request else 0
+    n_out = int(row.get("num_generated_tokens") or 0)
+    result = ChatResult(
+        id=request.id if request else "<invalid row>",
+        text=None if error else str(row.get("generated_text") or ""),
+        # the processor does not pass vLLM's finish reason on; a spent budget means "length"
+        finish_reason="error" if error else ("length" if n_out >= max_tokens else "stop"),
+        provider="vllm",
+        model=cfg.label,
+        tokens_in=int(row.get("num_input_tokens") or 0),
+        tokens_out=n_out,
+        latency_s=max(0.0, float(row.get("time_taken_llm") or 0.0)),
+        attempts=1,
+        error=error,
+        metadata=dict(request.metadata) if request else {},
+    )
+    out[result_column] = result.model_dump_json()
+    return out
+
+
+def _run_with_processor(ds: Any, cfg: EngineConfig, *, request_column: str, result_column: str) -> Any:
+    """``vllm.impl: processor``: ray.data.llm's vLLM processor instead of our actor.
+
+    It runs vLLM's async engine in a separate process with its own chat-template, tokenize and
+    detokenize stages: more moving parts, worth it on GPU clusters. On CPU it needs a CPU-only
+    placement group and no engine metrics (those import ``ray.serve``).
+    """
+    import functools
+
+    from ray.data.llm import build_processor, vLLMEngineProcessorConfig
+
+    from mentalchat.engine.vllm_backend import vllm_engine_kwargs
+    from mentalchat.models.kit import resolve_model
+
+    opts = cfg.vllm
+    on_cpu = not opts.gpus_per_replica
+    engine_kwargs = vllm_engine_kwargs(cfg, resolve_model(cfg.model), on_cpu=on_cpu)
+    model_path = engine_kwargs.pop("model")
+    passed_env = ("HF_HUB_OFFLINE", "VLLM_NO_USAGE_STATS", "VLLM_CPU_KVCACHE_SPACE", "VLLM_CACHE_ROOT")
+    config_kwargs: dict[str, Any] = {
+        "model_source": model_path,
+        "engine_kwargs": engine_kwargs,
+        "concurrency": opts.replicas,
+        "batch_size": opts.batch_size,
+        "should_continue_on_error": True,
+        "runtime_env": {"env_vars": {k: os.environ[k] for k in passed_env if k in os.environ}},
+    }
+    if opts.accelerator_type:
+        config_kwargs["accelerator_type"] = opts.accelerator_type
+    if on_cpu:
+        config_kwargs["placement_group_config"] = {"bundles": [{"CPU": opts.cpus_per_replica}]}
+        config_kwargs["log_engine_metrics"] = False
+    # Light stages get a sliver of CPU: with a whole CPU each, the chat-template, tokenize and
+    # detokenize actors plus the engine's bundle can take every CPU of a small machine and leave
+    # the preprocessing task waiting forever. vLLM tokenizes and detokenizes itself.
+    config_kwargs["chat_template_stage"] = {"enabled": True, "num_cpus": _LIGHT_CPU}
+    config_kwargs["tokenize_stage"] = False
+    config_kwargs["detokenize_stage"] = False
+    processor = build_processor(
+        vLLMEngineProcessorConfig(**config_kwargs),
+        preprocess=functools.partial(
+            _processor_preprocess, request_column=request_column,
+            default_sampling=cfg.sampling.model_dump_json(), model_path=model_path,
+            max_lora_rank=opts.max_lora_rank,
+        ),
+        preprocess_map_kwargs={"num_cpus": _LIGHT_CPU},
+    )
+    finish = functools.partial(
+        _processor_result, cfg_json=cfg.model_dump_json(), request_column=request_column,
+        result_column=result_column,
+    )
+    return processor(ds).map(finish, num_cpus=_LIGHT_CPU)
+
+
+def run_on_dataset(
+    ds: Any,
+    cfg: EngineConfig,
+    *,
+    request_column: str = "request",
+    result_column: str = "result",
+    actor_cls: type[EngineActor] | None = None,
+) -> Any:
+    """Add ``result_column`` (a JSON ``ChatResult``) to every row of ``ds`` (JSON ``ChatRequest``).
+
+    Other columns are kept. Replicas, batch size and per-replica resources come from
+    ``cfg.vllm`` whatever the backend, so HTTP judges can be spread across a cluster the same way.
+    ``actor_cls`` swaps in a subclass of :class:`EngineActor` (e.g. to time batches).
+    """
+    import ray.data
+
+    opts = cfg.vllm
+    if cfg.backend == "vllm" and opts.impl == "processor":
+        return _run_with_processor(ds, cfg, request_column=request_column, result_column=result_column)
+    kwargs: dict[str, Any] = {}
+    if not cfg.is_http:  # local models: GPUs per replica (include tensor-parallel ranks yourself)
+        if opts.gpus_per_replica:
+            kwargs["num_gpus"] = opts.gpus_per_replica
+        if opts.accelerator_type:
+            kwargs["accelerator_type"] = opts.accelerator_type
+    return ds.map_batches(
+        actor_cls or EngineActor,
+        fn_constructor_kwargs={
+            "cfg_json": cfg.model_dump_json(),
+            "request_column": request_column,
+            "result_column": result_column,
+        },
+        compute=ray.data.ActorPoolStrategy(size=opts.replicas),
+        batch_size=opts.batch_size,
+        batch_format="numpy",
+        num_cpus=opts.cpus_per_replica,
+        **kwargs,
+    )
