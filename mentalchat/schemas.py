@@ -525,3 +525,23 @@ DATASET_PROFILE = register_table(
         ),
     )
 )
+
+
+# ---------------------------------------------------------------------------------------------
+# Documentation: docs/architecture.md embeds this rendering (a test keeps the two in step).
+# ---------------------------------------------------------------------------------------------
+def render_markdown() -> str:
+    """Every registered table as Markdown: name, version, purpose and columns."""
+    out: list[str] = []
+    for spec in TABLES.values():
+        out.append(f"### `{spec.name}` (v{spec.version})\n")
+        out.append(" ".join(spec.description.split()) + "\n")
+        out.append("| column | type | nullable |\n|---|---|---|")
+        for field in spec.schema:
+            out.append(f"| `{field.name}` | {field.type} | {'yes' if field.nullable else 'no'} |")
+        out.append("")
+    return "\n".join(out).rstrip() + "\n"
+
+
+if __name__ == "__main__":  # python -m mentalchat.schemas > tables.md
+    print(render_markdown(), end="")

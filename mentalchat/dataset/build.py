@@ -1,0 +1,354 @@
+"""Orchestrate stage 1: both paths, the crisis audit, the tables and the card, published atomically.
+
+Interview path on Ray Data: transcripts are read on the driver (bad files and lines are reported
+and counted), de-identified per transcript in actors (placeholders consistent across pages),
+paraphrased with :func:`mentalchat.engine.run_on_dataset`, then parsed, de-identified again and
+filtered in actors. Only then does anything reach the driver's tables.
+
+Output folder (``--output``), written to a temporary sibling and renamed into place at the end:
+
+* ``qa_pairs.parquet`` — the dataset (``instruction``, ``input``, ``output`` + provenance, crisis audit)
+* ``rejects.parquet`` — what the filters dropped and why
+* ``pages.parquet`` — one row per interview page: provenance and de-identification counts
+* ``README.md`` + ``figures/*.png`` — the dataset card
+* ``build_stats.json`` and the done marker (``_MENTALCHAT_DONE.json``) with the config hash
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import sys
+from collections import Counter
+from collections.abc import Callable
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from mentalchat.config import ConfigError, config_hash
+from mentalchat.dataset import paraphrase
+from mentalchat.dataset.config import DatasetConfig, DeidConfig, engine_is_local
+from mentalchat.dataset.crisis import audit_pair
+from mentalchat.dataset.readers import read_transcripts
+from mentalchat.engine.config import EngineConfig
+from mentalchat.engine.types import ChatResult, SamplingConfig
+from mentalchat.io import atomic_dir, write_done_marker, write_json_atomic
+from mentalchat.schemas import PAGES, QA_PAIRS, REJECTS, write_table
+
+__all__ = ["BuildError", "build_dataset", "bundled_transcripts", "pair_id", "resolve_transcripts"]
+
+log = logging.getLogger(__name__)
+
+
+class BuildError(RuntimeError):
+    """The build cannot produce a dataset (nothing is published)."""
+
+
+def bundled_transcripts() -> Path:
+    """The fictional sample transcripts shipped with the package (quickstart input)."""
+    return Path(str(resources.files("mentalchat") / "data" / "samples" / "transcripts"))
+
+
+def resolve_transcripts(cfg: DatasetConfig, transcripts: str | Path | None) -> Path | None:
+    spec = transcripts if transcripts is not None else cfg.interview.transcripts
+    if spec is None:
+        return None
+    if str(spec) == "bundled":
+        return bundled_transcripts()
+    return Path(spec)
+
+
+def pair_id(inp: str, out: str) -> str:
+    """Content hash of a pair: the same (input, output) always gets the same id."""
+    blob = json.dumps([inp, out], ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
+
+
+# --------------------------------------------------------------------------------------------
+# Ray Data stages (classes: each actor loads the NER model once)
+# --------------------------------------------------------------------------------------------
+class DeidStage:
+    """Transcript rows → page rows with de-identified text and a paraphrase request."""
+
+    def __init__(self, deid_json: str, min_words: int, json_schema: bool, max_chars: int,
+                 max_tokens: int | None, sampling_json: str | None) -> None:
+        from mentalchat.dataset.deid import get_deidentifier
+
+        self.deid = get_deidentifier(DeidConfig.model_validate_json(deid_json))
+        self.min_words = min_words
+        self.json_schema = json_schema
+        self.max_chars = max_chars
+        self.max_tokens = max_tokens
+        self.sampling = SamplingConfig.model_validate_json(sampling_json) if sampling_json else None
+
+    def __call__(self, batch: Any) -> Any:
+        import pandas as pd
+
+        rows = []
+        for tid, pages_json in zip(batch["transcript_id"], batch["pages"], strict=True):
+            pages = json.loads(pages_json)
+            results = self.deid.deidentify_pages([text for _, text in pages])
+            for (number, raw), res in zip(pages, results, strict=True):
+                req = paraphrase.build_request(
+                    f"{tid}:{number}", res.text, min_words=self.min_words, json_schema=self.json_schema,
+                    max_chars=self.max_chars, max_tokens=self.max_tokens, base_sampling=self.sampling,
+                )
+                rows.append({
+                    "transcript_id": tid, "page": int(number), "n_words": len(raw.split()),
+                    "deid_counts": json.dumps(res.counts, sort_keys=True), "text_deid": res.text,
+                    "request": req.model_dump_json(),
+                })
+        return pd.DataFrame(rows, columns=["transcript_id", "page", "n_words", "deid_counts", "text_deid", "request"])
+
+
+class PostStage:
+    """Page rows with a result → parsed, de-identified again, filtered (no raw model text kept)."""
+
+    def __init__(self, deid_json: str, min_words: int) -> None:
+        from mentalchat.dataset.deid import get_deidentifier
+
+        self.deid = get_deidentifier(DeidConfig.model_validate_json(deid_json))
+        self.min_words = min_words
+
+    def __call__(self, batch: Any) -> Any:
+        import pandas as pd
+
+        out = []
+        for row in batch.to_dict("records"):
+            res = ChatResult.model_validate_json(row.pop("result"))
+            row.pop("request", None)
+            p = paraphrase.process_result(res, self.deid, min_words=self.min_words)
+            row.update({
+                "question": p.question, "answer": p.answer, "filter": p.filter, "reason": p.reason,
+                "generator_model": res.model, "finish_reason": res.finish_reason,
+                "tokens_out": int(res.tokens_out),
+            })
+            out.append(row)
+        return pd.DataFrame(out)
+
+
+def _supports_json(cfg: EngineConfig) -> bool:
+    from mentalchat.dataset.synthetic import _supports_json as check
+
+    return check(cfg)
+
+
+def run_interview(
+    cfg: DatasetConfig, folder: Path, engine_cfg: EngineConfig, *, echo: Callable[[str], None] = print
+) -> tuple[list[dict], list[dict], list[dict], dict[str, Any]]:
+    """Read, de-identify, paraphrase, filter; returns (pages, pairs, rejects, stats) rows."""
+    icfg = cfg.interview
+    report = read_transcripts(folder, page_words=icfg.page_words, max_file_bytes=icfg.max_file_bytes)
+    for issue in report.issues:
+        echo(f"skipped {'line' if issue.kind == 'line' else 'file'}: {issue}")
+    n_pages = sum(len(t.pages) for t in report.transcripts)
+    stats: dict[str, Any] = {
+        "files": report.files_read, "transcripts": len(report.transcripts), "pages": n_pages,
+        "skipped_files": report.skipped_files, "skipped_lines": report.skipped_lines,
+        "engine": engine_cfg.label, "engine_local": engine_is_local(engine_cfg),
+        "prompt_version": paraphrase.PROMPT_VERSION,
+        "deid_method": (f"Presidio + spaCy {cfg.deid.spacy_model} + rules" if cfg.deid.ner == "spacy"
+                        else "Presidio pattern recognizers + rules (no NER)"),
+    }
+    if not report.transcripts:
+        raise BuildError(
+            f"no readable transcripts in {folder} ({report.files_read} files, {report.skipped_files} skipped)"
+        )
+    items = [{"transcript_id": t.transcript_id, "pages": json.dumps([[p.number, p.text] for p in t.pages])}
+             for t in report.transcripts]
+    deid_json = cfg.deid.model_dump_json()
+    sampling = engine_cfg.sampling.model_dump_json() if icfg.max_tokens else None
+    deid_kwargs = {"deid_json": deid_json, "min_words": icfg.min_words,
+                   "json_schema": _supports_json(engine_cfg), "max_chars": icfg.max_answer_chars,
+                   "max_tokens": icfg.max_tokens, "sampling_json": sampling}
+    post_kwargs = {"deid_json": deid_json, "min_words": icfg.min_words}
+    if icfg.executor == "local":
+        rows = _run_local(items, engine_cfg, deid_kwargs, post_kwargs)
+    else:
+        import ray.data
+
+        from mentalchat.engine import run_on_dataset
+
+        ds = ray.data.from_items(items, override_num_blocks=max(1, min(len(items), 4 * icfg.deid_actors)))
+        ds = ds.map_batches(
+            DeidStage, fn_constructor_kwargs=deid_kwargs,
+            compute=ray.data.ActorPoolStrategy(size=icfg.deid_actors),
+            batch_size=1, batch_format="pandas", num_cpus=icfg.deid_cpus,
+        )
+        ds = run_on_dataset(ds, engine_cfg)
+        ds = ds.map_batches(
+            PostStage, fn_constructor_kwargs=post_kwargs, compute=ray.data.ActorPoolStrategy(size=1),
+            batch_size=16, batch_format="pandas", num_cpus=icfg.deid_cpus,
+        )
+        rows = ds.take_all()
+    rows = sorted(({k: _none_if_nan(v) for k, v in r.items()} for r in rows),
+                  key=lambda r: (r["transcript_id"], r["page"]))
+    pages, qa, rejects = [], [], []
+    deid_counts: Counter = Counter()
+    out_counts: Counter = Counter()
+    for r in rows:
+        ref = f"{r['transcript_id']}:{r['page']}"
+        deid_counts.update(json.loads(r["deid_counts"]))
+        for text in (r["question"], r["answer"]):
+            if text:
+                out_counts.update(m.group(1) or "AGE" for m in _placeholders(text))
+        status = "qa" if r["filter"] is None else "rejected"
+        pages.append({"transcript_id": r["transcript_id"], "page": int(r["page"]), "n_words": int(r["n_words"]),
+                      "deid_counts": r["deid_counts"], "text_deid": r["text_deid"] if icfg.keep_page_text else None,
+                      "status": status})
+        model = r["generator_model"] or engine_cfg.label
+        if status == "qa":
+            qa.append({"input": r["question"], "output": r["answer"], "source": "interview", "topic": None,
+                       "page_ref": ref, "generator_model": model, "prompt_version": paraphrase.PROMPT_VERSION})
+        else:
+            rejects.append({"source": "interview", "filter": r["filter"], "reason": r["reason"], "topic": None,
+                            "page_ref": ref, "input": r["question"], "output": r["answer"]})
+    stats["deid_counts"] = dict(deid_counts)
+    stats["output_deid_counts"] = dict(out_counts)
+    stats["pairs"] = len(qa)
+    stats["rejected"] = len(rejects)
+    return pages, qa, rejects, stats
+
+
+def _run_local(items: list[dict], engine_cfg: EngineConfig, deid_kwargs: dict, post_kwargs: dict) -> list[dict]:
+    """The same stages in this process, one after the other (``interview.executor: local``)."""
+    import pandas as pd
+
+    from mentalchat.engine import ChatRequest, run_requests
+
+    pages = DeidStage(**deid_kwargs)(pd.DataFrame(items))
+    requests = [ChatRequest.model_validate_json(r) for r in pages["request"]]
+    results = run_requests(requests, engine_cfg, use_ray=False)
+    pages["result"] = [r.model_dump_json() for r in results]
+    return PostStage(**post_kwargs)(pages).to_dict("records")
+
+
+def _none_if_nan(value: Any) -> Any:
+    """pandas turns missing strings into NaN; tables want None."""
+    return None if isinstance(value, float) and value != value else value
+
+
+def _placeholders(text: str):
+    from mentalchat.dataset.deid import PLACEHOLDER_RE
+
+    return PLACEHOLDER_RE.finditer(text)
+
+
+# --------------------------------------------------------------------------------------------
+def _dry_run(cfg: DatasetConfig, folder: Path | None, work_dir: Path, echo: Callable[[str], None]) -> dict[str, Any]:
+    from mentalchat.dataset.synthetic import CallLog, estimate
+
+    plan: dict[str, Any] = {}
+    if folder is not None and cfg.interview.enabled:
+        ecfg = cfg.paraphrase_engine_cfg()
+        report = read_transcripts(folder, page_words=cfg.interview.page_words,
+                                  max_file_bytes=cfg.interview.max_file_bytes)
+        for issue in report.issues:
+            echo(f"would skip: {issue}")
+        pages = sum(len(t.pages) for t in report.transcripts)
+        plan["interview"] = {"engine": ecfg.label, "files": report.files_read, "skipped_files": report.skipped_files,
+                             "skipped_lines": report.skipped_lines, "pages": pages, "calls": pages,
+                             "est_cost_usd": 0.0, "local": engine_is_local(ecfg)}
+    if cfg.synthetic.enabled:
+        ecfg = cfg.engine(cfg.synthetic.engine)  # type: ignore[arg-type]
+        plan["synthetic"] = estimate(cfg.synthetic, ecfg, CallLog(work_dir / "calls.jsonl"))
+    echo(json.dumps({"dry_run": plan}, indent=2))
+    return plan
+
+
+def default_work_dir(output: Path) -> Path:
+    return output.parent / f".{output.name}.work"
+
+
+def build_dataset(
+    cfg: DatasetConfig,
+    output: str | Path,
+    *,
+    transcripts: str | Path | None = None,
+    dry_run: bool = False,
+    echo: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Build the dataset into ``output`` (replaced atomically); returns the build statistics."""
+    echo = echo or (lambda msg: print(msg, file=sys.stderr))
+    output = Path(output)
+    folder = resolve_transcripts(cfg, transcripts) if cfg.interview.enabled else None
+    run_interview_path = cfg.interview.enabled and folder is not None
+    if cfg.interview.enabled and folder is None and not cfg.synthetic.enabled:
+        raise ConfigError("no transcripts: give --transcripts DIR or dataset.interview.transcripts "
+                          "(or enable dataset.synthetic)")
+    if not run_interview_path and not cfg.synthetic.enabled:
+        raise ConfigError("nothing to build: dataset.interview and dataset.synthetic are both off")
+    if folder is not None and not folder.is_dir():
+        raise ConfigError(f"transcript folder not found: {folder}")
+    engine_cfg = cfg.paraphrase_engine_cfg() if run_interview_path else None  # refuses non-local first
+    if engine_cfg is not None and not engine_is_local(engine_cfg):
+        echo(f"WARNING: {cfg.interview.paraphrase_engine!r} is not local and "
+             "allow_remote_paraphrase_i_accept_phi_leaves_cluster is set: de-identified interview pages "
+             f"will be sent to {engine_cfg.base_url}")
+    work_dir = Path(cfg.synthetic.work_dir) if cfg.synthetic.work_dir else default_work_dir(output)
+    if dry_run:
+        return {"dry_run": _dry_run(cfg, folder, work_dir, echo)}
+
+    stats: dict[str, Any] = {"config_hash": config_hash(cfg)}
+    pages: list[dict] = []
+    qa: list[dict] = []
+    rejects: list[dict] = []
+    if run_interview_path:
+        assert engine_cfg is not None and folder is not None
+        pages, qa, rejects, stats["interview"] = run_interview(cfg, folder, engine_cfg, echo=echo)
+        echo(f"interview: {stats['interview']['pages']} pages → {len(qa)} pairs, {len(rejects)} rejected")
+    topic_weights = None
+    if cfg.synthetic.enabled:
+        from mentalchat.dataset.synthetic import PROMPT_VERSION, load_topics, run_synthetic
+
+        topic_weights = load_topics(cfg.synthetic.topics)
+        syn = run_synthetic(cfg, work_dir)
+        qa += syn.qa
+        rejects += syn.rejects
+        stats["synthetic"] = {"engine": cfg.synthetic.engine, "prompt_version": PROMPT_VERSION,
+                              "n_messages": cfg.synthetic.n_messages, "calls": syn.calls,
+                              "cost_usd": round(syn.cost_usd, 6), "pairs": len(syn.qa), "rejected": len(syn.rejects)}
+        echo(f"synthetic: {len(syn.qa)} pairs, {len(syn.rejects)} rejected, calls {syn.calls}")
+
+    # Ids, exact duplicates, crisis audit.
+    final: list[dict] = []
+    seen: set[str] = set()
+    for row in qa:
+        pid = pair_id(row["input"], row["output"])
+        if pid in seen:
+            rejects.append({"source": row["source"], "filter": "duplicate", "reason": f"same content as pair {pid}",
+                            "topic": row["topic"], "page_ref": row["page_ref"], "input": row["input"],
+                            "output": row["output"]})
+            continue
+        seen.add(pid)
+        audit = audit_pair(row["input"], row["output"])
+        final.append({"id": pid, "instruction": cfg.instruction, **row, "crisis_flag": audit.flagged,
+                      "crisis_categories": ",".join(audit.categories) or None,
+                      "crisis_escalated": audit.escalated})
+    reject_rows = []
+    for r in rejects:
+        rid = hashlib.sha256(json.dumps([r["source"], r["filter"], r["page_ref"], r["input"], r["output"], r["reason"]],
+                                        ensure_ascii=False).encode()).hexdigest()[:16]
+        reject_rows.append({"id": rid, **r})
+    flagged = sum(r["crisis_flag"] for r in final)
+    no_esc = sum(1 for r in final if r["crisis_escalated"] is False)
+    stats["crisis"] = {"flagged": flagged, "without_escalation": no_esc}
+    stats["pairs"] = len(final)
+    stats["rejected"] = len(reject_rows)
+    stats["by_filter"] = dict(Counter(f"{r['source']}:{r['filter']}" for r in reject_rows))
+
+    from mentalchat.dataset.card import write_card, write_histograms
+
+    with atomic_dir(output) as tmp:
+        write_table(QA_PAIRS.from_rows(final), tmp / "qa_pairs.parquet", QA_PAIRS)
+        write_table(REJECTS.from_rows(reject_rows), tmp / "rejects.parquet", REJECTS)
+        write_table(PAGES.from_rows(pages), tmp / "pages.parquet", PAGES)
+        figures = write_histograms(final, tmp / "figures", bins=cfg.histogram_bins)
+        write_card(tmp / "README.md", qa=final, rejects=reject_rows, stats=stats, figures=figures,
+                   topic_weights=topic_weights, instruction=cfg.instruction)
+        write_json_atomic(tmp / "build_stats.json", stats)
+        write_done_marker(tmp, stage="dataset", config_hash=stats["config_hash"], pairs=len(final))
+    echo(f"dataset: {len(final)} pairs ({flagged} crisis-flagged, {no_esc} without escalation), "
+         f"{len(reject_rows)} rejected → {output}")
+    return stats

@@ -1,0 +1,177 @@
+"""The dataset card: counts, topic distribution, length histograms and the crisis audit.
+
+Written as ``README.md`` beside the tables, with PNG figures under ``figures/``. It holds
+aggregates only (no example pairs from interview transcripts), so it can be shared with the data.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from mentalchat.dataset.filters import word_count
+
+__all__ = ["write_card", "write_histograms"]
+
+
+def write_histograms(qa: Sequence[Mapping[str, Any]], folder: Path, *, bins: int = 30) -> dict[str, str]:
+    """``figures/input_lengths.png`` and ``figures/output_lengths.png``: words per text, by source."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder.mkdir(parents=True, exist_ok=True)
+    out = {}
+    for column in ("input", "output"):
+        fig, ax = plt.subplots(figsize=(6.4, 3.6), dpi=100)
+        by_source: dict[str, list[int]] = {}
+        for row in qa:
+            by_source.setdefault(row["source"], []).append(word_count(row[column]))
+        for source, lengths in sorted(by_source.items()):
+            ax.hist(lengths, bins=bins, alpha=0.6, label=f"{source} (n={len(lengths)})")
+        if not by_source:
+            ax.text(0.5, 0.5, "no pairs", ha="center", va="center", transform=ax.transAxes)
+        ax.set_xlabel(f"{column} length (words)")
+        ax.set_ylabel("pairs")
+        ax.set_title(f"{column.capitalize()} lengths")
+        if by_source:
+            ax.legend()
+        fig.tight_layout()
+        name = f"{column}_lengths.png"
+        fig.savefig(folder / name)
+        plt.close(fig)
+        out[column] = f"figures/{name}"
+    return out
+
+
+def _quantiles(values: list[int]) -> str:
+    if not values:
+        return "–"
+    v = sorted(values)
+
+    def q(p: float) -> int:
+        return v[min(len(v) - 1, int(p * (len(v) - 1) + 0.5))]
+
+    return f"{v[0]} / {q(0.5)} / {sum(v) / len(v):.0f} / {v[-1]}"
+
+
+def write_card(
+    path: Path,
+    *,
+    qa: Sequence[Mapping[str, Any]],
+    rejects: Sequence[Mapping[str, Any]],
+    stats: Mapping[str, Any],
+    figures: Mapping[str, str],
+    topic_weights: Mapping[str, float] | None,
+    instruction: str,
+) -> None:
+    src = Counter(r["source"] for r in qa)
+    lines = [
+        "# Dataset card",
+        "",
+        "Counselling question-answer pairs in the MentalChat16K schema (`instruction`, `input`, "
+        "`output`) built by `mentalchat` (`jobs/build_dataset.py`). Load with "
+        '`datasets.load_dataset("parquet", data_files="qa_pairs.parquet")`.',
+        "",
+        f"Instruction stored with every pair: *{instruction}*",
+        "",
+        "## Counts",
+        "",
+        "| source | pairs |",
+        "|---|---|",
+        *[f"| {s} | {n} |" for s, n in sorted(src.items())],
+        f"| **total** | **{len(qa)}** |",
+        "",
+        f"Rejected items: {len(rejects)} (see `rejects.parquet`).",
+        "",
+    ]
+    rej = Counter((r["source"], r["filter"]) for r in rejects)
+    if rej:
+        lines += ["| source | filter | rejected |", "|---|---|---|"]
+        lines += [f"| {s} | {f} | {n} |" for (s, f), n in sorted(rej.items())]
+        lines.append("")
+    inter = stats.get("interview") or {}
+    if inter:
+        lines += [
+            "## Interview path",
+            "",
+            f"- transcript files read: {inter.get('files', 0)}; transcripts: {inter.get('transcripts', 0)}; "
+            f"pages: {inter.get('pages', 0)}",
+            f"- skipped files: {inter.get('skipped_files', 0)}; skipped JSONL lines: {inter.get('skipped_lines', 0)}",
+            f"- paraphrase engine: `{inter.get('engine')}`; prompt version `{inter.get('prompt_version')}`",
+            f"- de-identification: {inter.get('deid_method')}; replacements by type (before the model): "
+            + (", ".join(f"{k} {v}" for k, v in sorted((inter.get("deid_counts") or {}).items())) or "none"),
+            "- model outputs were de-identified a second time; replacements there: "
+            + (", ".join(f"{k} {v}" for k, v in sorted((inter.get("output_deid_counts") or {}).items())) or "none"),
+            "- tables keep a page reference (`transcript_id:page`, the id a hash of the file path), never raw text.",
+            "",
+        ]
+    syn = stats.get("synthetic") or {}
+    if syn:
+        lines += [
+            "## Synthetic path",
+            "",
+            f"- engine: `{syn.get('engine')}`; prompt version `{syn.get('prompt_version')}`; "
+            f"messages requested: {syn.get('n_messages')}",
+            f"- calls: {syn.get('calls')}; cost of new calls this run: ${syn.get('cost_usd', 0):.4f}",
+            "",
+        ]
+    topics = Counter(r["topic"] for r in qa if r.get("topic"))
+    if topics:
+        n = sum(topics.values())
+        lines += ["## Topic distribution", "", "| topic | pairs | share | target weight |", "|---|---|---|---|"]
+        names = list(topic_weights or {}) + sorted(t for t in topics if t not in (topic_weights or {}))
+        for t in names:
+            target = f"{topic_weights[t]:.3f}" if topic_weights and t in topic_weights else "–"
+            lines.append(f"| {t} | {topics.get(t, 0)} | {topics.get(t, 0) / n:.3f} | {target} |")
+        lines.append("")
+    lines += [
+        "## Lengths",
+        "",
+        "Words per text, min / median / mean / max:",
+        "",
+        "| source | input | output |",
+        "|---|---|---|",
+    ]
+    for s in sorted(src):
+        rows = [r for r in qa if r["source"] == s]
+        lines.append(f"| {s} | {_quantiles([word_count(r['input']) for r in rows])} | "
+                     f"{_quantiles([word_count(r['output']) for r in rows])} |")
+    lines += ["", f"![input lengths]({figures['input']})", "", f"![output lengths]({figures['output']})", ""]
+    flagged = [r for r in qa if r.get("crisis_flag")]
+    missing = [r for r in flagged if r.get("crisis_escalated") is False]
+    cats = Counter(c for r in flagged for c in (r.get("crisis_categories") or "").split(",") if c)
+    lines += [
+        "## Crisis audit",
+        "",
+        "Inputs were scanned for disclosures of suicidal thoughts, self-harm, abuse or intent to harm "
+        "others (rules in `mentalchat/dataset/crisis.py`); for each flagged input the answer was checked "
+        "for escalation (urging immediate help, naming a crisis line or emergency services). Column "
+        "`crisis_flag` marks flagged rows and `crisis_escalated` whether their answer escalates.",
+        "",
+        "| source | flagged inputs | answers without escalation |",
+        "|---|---|---|",
+    ]
+    for s in sorted(src):
+        f = [r for r in flagged if r["source"] == s]
+        m = [r for r in f if r.get("crisis_escalated") is False]
+        lines.append(f"| {s} | {len(f)} | {len(m)} |")
+    lines += [f"| **total** | **{len(flagged)}** | **{len(missing)}** |", ""]
+    if cats:
+        lines += ["Flagged by category: " + ", ".join(f"{c} {n}" for c, n in sorted(cats.items())), ""]
+    lines += [
+        "**Risk.** A model fine-tuned on pairs whose answers do not escalate learns not to escalate. The "
+        "MentalChat16K authors' synthetic prompt told the generator not to refer people to professionals; "
+        "review or drop the flagged rows without escalation before training.",
+        "",
+        "## Provenance",
+        "",
+        f"- config hash: `{stats.get('config_hash')}`",
+        f"- generator models: {', '.join(sorted({str(r['generator_model']) for r in qa})) or '–'}",
+        f"- prompt versions: {', '.join(sorted({str(r['prompt_version']) for r in qa})) or '–'}",
+        "",
+    ]
+    path.write_text("\n".join(lines), encoding="utf-8")

