@@ -28,6 +28,26 @@ from mentalchat.models.kit import resolve_model
 __all__ = ["VLLMServer", "VLLMServerError", "free_port"]
 
 
+def _live_group_members(pgid: int) -> list[int]:
+    """PIDs in process group ``pgid`` that are not zombies (Linux /proc; empty elsewhere)."""
+    members = []
+    proc_root = Path("/proc")
+    if not proc_root.is_dir():
+        return members
+    for entry in proc_root.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # Fields after the command name (which may contain spaces) start after the last ')'.
+        fields = stat.rsplit(")", 1)[-1].split()
+        if len(fields) > 2 and fields[0] != "Z" and int(fields[2]) == pgid:
+            members.append(int(entry.name))
+    return members
+
+
 class VLLMServerError(RuntimeError):
     """The server did not come up (or died); the message carries the tail of its log."""
 
@@ -193,6 +213,11 @@ class VLLMServer:
                 os.killpg(proc.pid, signal.SIGKILL)  # children that outlived the server
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=5)
+            # SIGKILL is delivered asynchronously: wait until no live member of the group is left,
+            # so a caller that starts the next server right away does not compete with this one.
+            deadline = time.monotonic() + 10.0
+            while _live_group_members(proc.pid) and time.monotonic() < deadline:
+                time.sleep(0.05)
         log, self._log_file = self._log_file, None
         if log is not None:
             log.close()  # type: ignore[attr-defined]

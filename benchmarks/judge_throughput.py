@@ -1,0 +1,168 @@
+"""Judge throughput against a rate-limited, slow local endpoint: mentalchat's judge stage vs a FastChat-style loop.
+
+The fault server (run as a separate process, so it does not share the GIL with the clients) answers
+OpenAI chat completions after ``--latency-ms`` and admits ``--rps`` requests per second (429 with
+Retry-After beyond that). The ceiling for a client allowed ``--concurrency`` calls at once is
+``min(rps, concurrency / latency)`` judgments per second. Two clients run in this one process, one
+after the other, on the same items:
+
+* mentalchat: ``run_judge`` end to end (planning, calls through the HTTP engine with its limiter
+  paced at the configured rate, parsing, progress store, tables), wall time of the whole call;
+* baseline: what FastChat's ``gen_judgment.py`` does: a thread pool of ``--concurrency`` workers
+  calling the openai SDK, sleeping a fixed 10 s after any error and trying again.
+
+Both print judgments/s as a ratio of the ceiling and how many items were lost (not scored).
+Goal: mentalchat >= 0.95 of the ceiling with 0 lost.
+
+    python benchmarks/judge_throughput.py [--items 1000 --rps 20 --latency-ms 500 --concurrency 16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+BASELINE_RETRY_SLEEP_S = 10.0  # FastChat llm_judge: API_RETRY_SLEEP
+BASELINE_MAX_RETRY = 16  # FastChat llm_judge: API_MAX_RETRY
+
+
+def _start_server(rps: float, latency_ms: float) -> tuple[subprocess.Popen, str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mentalchat.testing.fault_server", "--port", "0", "--rps", str(rps),
+         "--latency-ms", str(latency_ms)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    assert proc.stdout is not None
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        m = re.search(r"OpenAI base URL (\S+?)\)", line)
+        if m:
+            return proc, m.group(1)
+        if proc.poll() is not None:
+            break
+    proc.kill()
+    raise RuntimeError("fault server did not start")
+
+
+def _inputs(folder: Path, n_items: int) -> tuple[Path, Path, list[tuple[str, str]]]:
+    from mentalchat.schemas import get_table, write_table
+
+    n_models = 4
+    n_questions = -(-n_items // n_models)
+    qpath = folder / "question.jsonl"
+    with qpath.open("w") as fh:
+        for i in range(1, n_questions + 1):
+            fh.write(json.dumps({"question_id": i, "turns": [f"Question {i}: I keep worrying about everything."]}) + "\n")
+    rows = []
+    for i in range(1, n_questions + 1):
+        for m in range(n_models):
+            if len(rows) < n_items:
+                rows.append({"question_id": str(i), "model_id": f"model-{m}",
+                             "answer": f"Answer {i} of model {m}: that sounds exhausting; let us look at it together."})
+    apath = folder / "answers.parquet"
+    write_table(get_table("answers").from_rows(rows), apath, "answers")
+    pairs = [(r["question_id"], r["model_id"]) for r in rows]
+    return qpath, apath, pairs
+
+
+def run_mentalchat(base_url: str, qpath: Path, apath: Path, out: Path, rps: float, concurrency: int) -> tuple[float, int, int]:
+    import mentalchat.engine.openai_backend  # noqa: F401 - import cost is paid once per process, not per run
+    import mentalchat.fastchat  # noqa: F401
+    from mentalchat.judge.config import JudgeConfig
+    from mentalchat.judge.run import run_judge
+
+    cfg = JudgeConfig.model_validate({
+        "judges": [{"engine": "judge"}],
+        "engines": {"judge": {
+            "backend": "openai", "model": "bench-judge", "base_url": base_url,
+            "sampling": {"temperature": 0.0, "max_tokens": 300},
+            "http": {"max_concurrency": concurrency, "requests_per_minute": rps * 60, "max_retries": 8,
+                     "timeout_s": 30},
+        }},
+    })
+    t0 = time.perf_counter()
+    summary = run_judge(cfg, qpath, [apath], out, progress=False, echo=lambda s: None)
+    wall = time.perf_counter() - t0
+    return wall, summary.scored, summary.planned - summary.scored
+
+
+def run_baseline(base_url: str, qpath: Path, apath: Path, pairs: list[tuple[str, str]], concurrency: int) -> tuple[float, int, int]:
+    """FastChat-style: one thread per parallel call, fixed 10 s sleep after any API error."""
+    import openai
+
+    from mentalchat.judge.prompts import render_prompt
+    from mentalchat.judge.rubric import judgment_json_schema
+    from mentalchat.judge.run import load_answers
+    from mentalchat.generate.questions import load_questions
+
+    questions = {q.question_id: q.text for q in load_questions(qpath)}
+    answers = {(a.question_id, a.model): a.answer for a in load_answers([apath])}
+    client = openai.OpenAI(base_url=base_url, api_key="bench", max_retries=0, timeout=30)
+    schema = judgment_json_schema()
+
+    def judge(pair: tuple[str, str]) -> bool:
+        msgs = [m.model_dump() for m in render_prompt("mentalchat-v1", questions[pair[0]], answers[pair], structured=True)]
+        for _ in range(BASELINE_MAX_RETRY):
+            try:
+                resp = client.chat.completions.create(
+                    model="bench-judge", messages=msgs, temperature=0.0, max_tokens=300,
+                    response_format={"type": "json_schema", "json_schema": {"name": "j", "schema": schema, "strict": True}},
+                )
+                json.loads(resp.choices[0].message.content or "")
+                return True
+            except Exception:  # noqa: BLE001 - FastChat catches every API error the same way
+                time.sleep(BASELINE_RETRY_SLEEP_S)
+        return False
+
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+        ok = list(pool.map(judge, pairs))
+    wall = time.perf_counter() - t0
+    return wall, sum(ok), len(ok) - sum(ok)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--items", type=int, default=1000)
+    ap.add_argument("--rps", type=float, default=20.0)
+    ap.add_argument("--latency-ms", type=float, default=500.0)
+    ap.add_argument("--concurrency", type=int, default=16)
+    ap.add_argument("--skip-baseline", action="store_true")
+    args = ap.parse_args(argv)
+    os.environ.setdefault("TQDM_DISABLE", "1")
+
+    ceiling = min(args.rps, args.concurrency / (args.latency_ms / 1000))
+    print(f"{args.items} judgments; server: {args.rps:g} req/s, {args.latency_ms:g} ms latency; "
+          f"client concurrency {args.concurrency}; ceiling {ceiling:.1f} judgments/s")
+    proc, base_url = _start_server(args.rps, args.latency_ms)
+    try:
+        with tempfile.TemporaryDirectory(prefix="judge-bench-") as tmp:
+            qpath, apath, pairs = _inputs(Path(tmp), args.items)
+            wall, scored, lost = run_mentalchat(base_url, qpath, apath, Path(tmp) / "out", args.rps, args.concurrency)
+            ours = scored / wall / ceiling
+            print(f"mentalchat: {scored} scored, {lost} lost in {wall:.2f} s = {scored / wall:.1f}/s "
+                  f"-> {ours:.3f} of the ceiling")
+            if not args.skip_baseline:
+                time.sleep(2.0)  # let the server's rate bucket refill
+                wall_b, scored_b, lost_b = run_baseline(base_url, qpath, apath, pairs, args.concurrency)
+                base = scored_b / wall_b / ceiling
+                print(f"baseline (FastChat-style threads, 10 s sleep on error): {scored_b} scored, {lost_b} lost "
+                      f"in {wall_b:.2f} s = {scored_b / wall_b:.1f}/s -> {base:.3f} of the ceiling")
+            print(f"RATIO mentalchat={ours:.3f}" + ("" if args.skip_baseline else f" baseline={base:.3f}"))
+            return 0 if ours >= 0.95 and lost == 0 else 1
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

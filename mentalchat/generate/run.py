@@ -1,0 +1,298 @@
+"""The answer stage: every question through every base model and every adapter, in one pass.
+
+Rows are grouped by base model: one vLLM engine per base model (replicated by
+``vllm.replicas`` through Ray Data) answers that model untuned and through each of its LoRA
+adapters, the adapter chosen per row. The output folder is published atomically: the answers
+table, FastChat ``model_answer`` files for FastChat's tools, and a summary naming any failed rows.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mentalchat.engine.config import EngineConfig
+from mentalchat.engine.types import ChatRequest, ChatResult
+from mentalchat.generate.config import GenerateConfig
+from mentalchat.generate.prompts import ModelPrompts, prepare_prompts
+from mentalchat.generate.questions import Question, load_questions
+from mentalchat.io import atomic_dir, write_done_marker, write_json_atomic
+from mentalchat.schemas import get_table, write_table
+
+__all__ = ["AnswerModel", "GenerateSummary", "answer_models", "read_adapters", "run_generate"]
+
+log = logging.getLogger(__name__)
+
+_SEP = "\x1f"
+_LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)
+
+
+@dataclass(frozen=True)
+class AnswerModel:
+    """One row source: a base model untuned (``adapter`` None) or with a LoRA adapter."""
+
+    model_id: str
+    base_model: str  # label
+    base_path: str  # what the engine loads
+    data_config: str
+    adapter: str | None = None
+    prompt_format: str = "auto"
+
+
+@dataclass
+class GenerateSummary:
+    questions: int = 0
+    models: list[str] = field(default_factory=list)
+    answers: int = 0
+    failed: int = 0
+    failures: list[dict[str, str]] = field(default_factory=list)
+    outputs: dict[str, str] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------------------------------
+# Models
+
+
+def _first(rec: dict[str, Any], *names: str) -> Any:
+    for n in names:
+        if rec.get(n) not in (None, ""):
+            return rec[n]
+    return None
+
+
+def read_adapters(path: str | Path) -> list[AnswerModel]:
+    """Adapters from the fine-tuning manifest: a manifest Parquet, or a folder holding one.
+
+    A folder without a manifest is read as adapter folders (each with ``adapter_config.json``;
+    the base model comes from its ``base_model_name_or_path``).
+    """
+    path = Path(path)
+    manifest: Path | None = None
+    if path.is_file():
+        manifest = path
+    elif path.is_dir():
+        candidates = [path / "manifest.parquet"] + sorted(path.glob("*.parquet"))
+        manifest = next((c for c in candidates if c.is_file()), None)
+    else:
+        raise FileNotFoundError(f"adapters not found: {path}")
+    if manifest is None:
+        return _scan_adapter_dirs(path)
+    from mentalchat.schemas import read_table
+
+    table = read_table(manifest, "manifest")  # SchemaError (a ValueError) names the file
+    out = []
+    for i, rec in enumerate(table.to_pylist()):
+        where = f"{manifest}: row {i}"
+        status = _first(rec, "status")
+        if status not in (None, "ok", "done", "completed", "succeeded", "success"):
+            log.warning("%s: skipping adapter with status %r", where, status)
+            continue
+        adapter = _first(rec, "adapter_path", "adapter_dir", "adapter")
+        base_path = _first(rec, "base_model_path", "base_path", "model_path", "base_model")
+        if adapter is None or base_path is None:
+            raise ValueError(f"{where}: needs an adapter path and a base model (columns {sorted(rec)})")
+        adapter_path = Path(adapter)
+        if not adapter_path.is_absolute():
+            adapter_path = manifest.parent / adapter_path
+        if not (adapter_path / "adapter_config.json").is_file():
+            raise ValueError(f"{where}: adapter folder {adapter_path} has no adapter_config.json")
+        base_label = str(_first(rec, "base_model", "base_model_name") or base_path)
+        data_config = str(_first(rec, "data_config") or "unknown")
+        model_id = str(_first(rec, "model_id", "model", "name") or f"{base_label}-{data_config}")
+        out.append(
+            AnswerModel(
+                model_id=model_id, base_model=base_label, base_path=str(base_path), data_config=data_config,
+                adapter=str(adapter_path), prompt_format=_format_setting(_first(rec, "prompt_format")),
+            )
+        )
+    return out
+
+
+def _format_setting(value: Any) -> str:
+    """A manifest's resolved format id back to the formatter setting that reproduces it."""
+    if value is None:
+        return "auto"
+    value = str(value)
+    if value in ("auto", "chat_template", "instruction"):
+        return value
+    if value.startswith("chat_template"):
+        return "chat_template"
+    from mentalchat.finetune.data import INSTRUCTION_FORMAT_ID
+
+    return "instruction" if value == INSTRUCTION_FORMAT_ID else "auto"
+
+
+def _scan_adapter_dirs(folder: Path) -> list[AnswerModel]:
+    out = []
+    for cfg_file in sorted(folder.rglob("adapter_config.json")):
+        adapter = cfg_file.parent
+        try:
+            meta = json.loads(cfg_file.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ValueError(f"{cfg_file}: unreadable adapter config: {exc}") from None
+        base = meta.get("base_model_name_or_path")
+        if not base:
+            raise ValueError(f"{cfg_file}: no base_model_name_or_path; use a manifest to name the base model")
+        label = Path(str(base)).name
+        out.append(AnswerModel(model_id=adapter.name, base_model=label, base_path=str(base),
+                               data_config="unknown", adapter=str(adapter)))
+    if not out:
+        raise FileNotFoundError(f"{folder}: no manifest and no adapter folders (adapter_config.json)")
+    return out
+
+
+def answer_models(cfg: GenerateConfig, adapters: Sequence[AnswerModel]) -> list[AnswerModel]:
+    """Base models (configured, plus each adapter's base when ``include_base``) and the adapters."""
+    models: list[AnswerModel] = []
+    for spec in cfg.base_models:
+        models.append(AnswerModel(model_id=spec.label, base_model=spec.label, base_path=spec.path,
+                                  data_config=spec.data_config, prompt_format=spec.prompt_format))
+    if cfg.include_base:
+        known = {m.base_path for m in models}
+        for a in adapters:
+            if a.base_path not in known:
+                known.add(a.base_path)
+                models.append(AnswerModel(model_id=a.base_model, base_model=a.base_model, base_path=a.base_path,
+                                          data_config="base", prompt_format=a.prompt_format))
+    models.extend(adapters)
+    ids = [m.model_id for m in models]
+    dupes = sorted({i for i in ids if ids.count(i) > 1})
+    if dupes:
+        raise ValueError(f"model ids must be unique across base models and adapters; repeated: {dupes}")
+    if not models:
+        raise ValueError("generate: no models to answer with (no base_models configured and no adapters given)")
+    return models
+
+
+def _lora_rank(adapters: Sequence[AnswerModel]) -> int:
+    ranks = []
+    for a in adapters:
+        try:
+            ranks.append(int(json.loads((Path(a.adapter or "") / "adapter_config.json").read_text())["r"]))
+        except (OSError, KeyError, ValueError, TypeError):
+            continue
+    need = max(ranks, default=8)
+    return next((r for r in _LORA_RANKS if r >= need), need)
+
+
+def _engine_for(
+    template: EngineConfig, base_path: str, adapters: Sequence[AnswerModel], prompts: ModelPrompts, cfg: GenerateConfig
+) -> EngineConfig:
+    update: dict[str, Any] = {"model": base_path, "name": None}
+    if template.backend == "vllm":
+        vopts: dict[str, Any] = {
+            "engine_kwargs": {**template.vllm.engine_kwargs, **prompts.engine_kwargs()},
+        }
+        if adapters:
+            # One LoRA slot more than adapters: with every slot taken, vLLM (0.32, CPU, measured)
+            # applies an adapter to the batch's base-model rows too.
+            vopts.update(enable_lora=True, max_lora_rank=max(template.vllm.max_lora_rank, _lora_rank(adapters)),
+                         max_loras=len(adapters) + 1)
+        if cfg.replicas:
+            vopts["replicas"] = cfg.replicas
+        update["vllm"] = template.vllm.model_copy(update=vopts)
+    elif prompts.tokenizer_dir:
+        raise ValueError(f"{base_path}: the instruction prompt format needs the vllm backend")
+    return template.model_copy(update=update)
+
+
+# ---------------------------------------------------------------------------------------------
+# The stage
+
+
+def run_generate(
+    cfg: GenerateConfig,
+    questions_path: str | Path,
+    output: str | Path,
+    *,
+    adapters: str | Path | None = None,
+    use_ray: bool | None = None,
+) -> GenerateSummary:
+    """Answer every question with every model; publish ``output`` (answers.parquet, model_answer/)."""
+    from mentalchat.config import config_hash
+    from mentalchat.engine import run_requests
+
+    output = Path(output)
+    questions: list[Question] = load_questions(questions_path, limit=cfg.max_questions)
+    if cfg.crisis_probes:
+        from mentalchat.judge.crisis_probe import load_probes
+
+        known = {q.question_id for q in questions}
+        questions += [p for p in load_probes() if p.question_id not in known]
+    adapter_models = read_adapters(adapters) if adapters else []
+    models = answer_models(cfg, adapter_models)
+    template = cfg.engine_template()
+    sampling = cfg.sampling or template.sampling
+    instruction = cfg.instruction_text()
+    work = output.parent / f".{output.name}.work"
+
+    # One engine per (base model, prompt format): adapters trained on a format are asked in it.
+    by_base: dict[tuple[str, str], list[AnswerModel]] = defaultdict(list)
+    for m in models:
+        fmt = cfg.prompt_format if cfg.prompt_format != "auto" else m.prompt_format
+        by_base[(m.base_path, fmt)].append(m)
+
+    from mentalchat.models.kit import resolve_model
+
+    summary = GenerateSummary(questions=len(questions), models=[m.model_id for m in models])
+    rows: list[dict[str, Any]] = []
+    for (base_path, fmt), group in by_base.items():
+        prompts = prepare_prompts(resolve_model(base_path), fmt, instruction, work)
+        adapters_here = [m for m in group if m.adapter]
+        engine_cfg = _engine_for(template, base_path, adapters_here, prompts, cfg)
+        params = json.dumps(sampling.model_dump(mode="json"), sort_keys=True)
+        requests = []
+        meta: dict[str, tuple[AnswerModel, Question]] = {}
+        for m in group:
+            for q in questions:
+                rid = f"{m.model_id}{_SEP}{q.question_id}"
+                meta[rid] = (m, q)
+                requests.append(
+                    ChatRequest(id=rid, messages=prompts.messages(q.text), sampling=sampling, lora=m.adapter)
+                )
+        log.info("answering %d questions with %d model(s) on base %s", len(questions), len(group), base_path)
+        results: list[ChatResult] = run_requests(requests, engine_cfg, use_ray=use_ray)
+        for res in results:
+            m, q = meta[res.id]
+            if not res.ok:
+                summary.failures.append({"model_id": m.model_id, "question_id": q.question_id,
+                                         "error": res.error or "no text"})
+                continue
+            rows.append(
+                {
+                    "question_id": q.question_id, "model_id": m.model_id, "base_model": m.base_model,
+                    "data_config": m.data_config, "answer": res.text, "tokens_in": res.tokens_in,
+                    "tokens_out": res.tokens_out, "finish_reason": res.finish_reason,
+                    "engine": engine_cfg.backend,
+                    "params": params, "prompt_format": prompts.format_id,
+                }
+            )
+    summary.answers = len(rows)
+    summary.failed = len(summary.failures)
+    if not rows:
+        raise RuntimeError(f"generate: every request failed; first error: {summary.failures[0]['error']}")
+
+    from mentalchat.fastchat import write_model_answers
+
+    with atomic_dir(output) as tmp:
+        table = get_table("answers").from_rows(rows)
+        write_table(table, tmp / "answers.parquet", "answers")
+        if cfg.fastchat_export:
+            write_model_answers(table, tmp / "model_answer")
+        summary.outputs = {"answers": str(output / "answers.parquet")}
+        if cfg.fastchat_export:
+            summary.outputs["model_answer"] = str(output / "model_answer")
+        write_json_atomic(tmp / "summary.json", asdict(summary))
+        write_done_marker(tmp, stage="generate", config_hash=config_hash(cfg), answers=len(rows),
+                          failed=summary.failed)
+    shutil.rmtree(work, ignore_errors=True)
+    if summary.failed:
+        log.warning("%d of %d answers failed (see %s)", summary.failed, summary.failed + summary.answers,
+                    output / "summary.json")
+    return summary

@@ -1,0 +1,101 @@
+"""Judge work items: one judge call each, with a deterministic id.
+
+The id hashes everything that defines the call's purpose (kind, judge, prompt version, question,
+model, answer text, variant), so a rerun of the same sweep finds the same ids in the progress store
+and skips what is done, while a changed answer or prompt version is a new item.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from mentalchat.engine.types import ChatMessage, ChatRequest, SamplingConfig
+from mentalchat.judge.config import PromptSpec
+from mentalchat.judge.fastchat_prompt import load_fastchat_prompt
+from mentalchat.judge.prompts import CRISIS_SCHEMA, render_crisis_prompt, render_prompt
+from mentalchat.judge.rubric import judgment_json_schema
+
+__all__ = ["ItemKind", "PromptRenderer", "WorkItem", "build_request", "item_id", "make_renderer"]
+
+#: main: a benchmark answer; empty / padded / repeat: reliability controls; crisis: escalation check.
+ItemKind = Literal["main", "empty", "padded", "repeat", "crisis"]
+
+
+def item_id(
+    kind: str, judge: str, prompt_version: str, question_id: str, model: str, answer: str, variant: int = 0
+) -> str:
+    payload = json.dumps(
+        [kind, judge, prompt_version, question_id, model, hashlib.sha256(answer.encode()).hexdigest(), variant],
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(payload.encode()).hexdigest()[:24]
+
+
+@dataclass(frozen=True)
+class WorkItem:
+    """One judge call and the identity of the answer it grades."""
+
+    kind: str
+    judge: str  # label stored in the judgments table
+    engine: str  # engine name in the config
+    prompt_version: str
+    question_id: str
+    question: str
+    model: str
+    answer: str
+    base_model: str | None = None
+    data_config: str | None = None
+    structured: bool = True
+    variant: int = 0
+    explanation_max_chars: int | None = field(default=None, compare=False)
+    extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def id(self) -> str:
+        return item_id(
+            self.kind, self.judge, self.prompt_version, self.question_id, self.model, self.answer, self.variant
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+PromptRenderer = Callable[[str, str], list[ChatMessage]]
+
+
+def make_renderer(prompt: PromptSpec, *, structured: bool) -> PromptRenderer:
+    """A function (question, answer) -> messages for one prompt spec."""
+    if prompt.is_fastchat:
+        fc = load_fastchat_prompt(prompt.fastchat_file or "", prompt.fastchat_name or "")
+        return fc.render
+    version = prompt.version or ""
+    render_prompt(version, "", "", structured=structured)  # fail early on an unknown version
+
+    def render(question: str, answer: str) -> list[ChatMessage]:
+        return render_prompt(version, question, answer, structured=structured)
+
+    return render
+
+
+def build_request(
+    item: WorkItem, renderers: dict[tuple[str, bool], PromptRenderer], sampling: SamplingConfig
+) -> ChatRequest:
+    """The chat request for an item. ``repeat`` items get a distinct seed, so they bypass the cache."""
+    if item.kind == "crisis":
+        messages = render_crisis_prompt(item.question, item.answer, structured=item.structured)
+        schema = copy.deepcopy(CRISIS_SCHEMA) if item.structured else None
+        if schema is not None and item.explanation_max_chars:
+            schema["properties"]["reason"]["maxLength"] = item.explanation_max_chars
+    else:
+        messages = renderers[(item.prompt_version, item.structured)](item.question, item.answer)
+        schema = judgment_json_schema() if item.structured else None
+        if schema is not None and item.explanation_max_chars:
+            schema["properties"]["explanation"]["maxLength"] = item.explanation_max_chars
+    if item.kind == "repeat":
+        sampling = sampling.model_copy(update={"seed": 7919 * (item.variant + 1)})
+    return ChatRequest(id=item.id, messages=messages, sampling=sampling, json_schema=schema)

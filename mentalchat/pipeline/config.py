@@ -1,0 +1,103 @@
+"""The ``pipeline:`` section: what the driver itself needs, nothing any stage already configures.
+
+Each stage keeps its own section (``dataset:``, ``finetune:``, ...); this one only says which
+stages run, where each writes inside ``--output``, where the benchmark questions come from and
+how the driver joins Ray. Overrides are dotted paths from the file's root
+(``pipeline.stages=[generate,judge,stats]``, ``finetune.train.max_steps=4``).
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from mentalchat.config import ConfigError, StrictModel
+
+__all__ = ["STAGES", "PipelineConfig", "RayOptions", "StageDirs", "Stage", "bundled_questions"]
+
+Stage = Literal["dataset", "finetune", "generate", "judge", "stats"]
+STAGES: tuple[Stage, ...] = ("dataset", "finetune", "generate", "judge", "stats")
+
+
+def bundled_questions() -> Path:
+    """Ten counselling questions written for the project (FastChat format): quickstart and smoke input."""
+    return Path(str(resources.files("mentalchat") / "data" / "samples" / "questions.jsonl"))
+
+
+class StageDirs(StrictModel):
+    """Sub-folders of ``--output``, one per stage."""
+
+    dataset: str = "dataset"
+    finetune: str = "finetune"
+    generate: str = "answers"
+    judge: str = "judgments"
+    stats: str = "report"
+
+    @field_validator("*")
+    @classmethod
+    def _relative(cls, value: str) -> str:
+        p = Path(value)
+        if not value or p.is_absolute() or ".." in p.parts:
+            raise ValueError(f"{value!r}: a stage folder is a plain sub-folder name of --output")
+        return value
+
+
+class RayOptions(StrictModel):
+    """How the driver joins Ray (a submitted job always joins the cluster it was submitted to)."""
+
+    address: str | None = Field(
+        None, description="None: RAY_ADDRESS when set (ray job submit sets it), else start a local cluster"
+    )
+    num_cpus: int | None = Field(
+        None, ge=1, description="logical CPUs of a local cluster (more than the cores lets small tasks overlap)"
+    )
+    log_to_driver: bool = Field(False, description="echo every worker's log lines on the driver's console")
+
+
+class PipelineConfig(StrictModel):
+    """The ``pipeline:`` section."""
+
+    stages: list[Stage] = Field(default_factory=lambda: list(STAGES), description="stages to run, in order")
+    questions: str = Field(
+        "bundled",
+        description="benchmark questions (FastChat question.jsonl or Parquet); 'bundled' = the ten sample "
+        "questions shipped with the package. Relative paths are taken from the current directory.",
+    )
+    dirs: StageDirs = Field(default_factory=StageDirs)
+    transcripts: str | None = Field(None, description="transcript folder; overrides dataset.interview.transcripts")
+    dataset: str | None = Field(
+        None, description="an existing qa_pairs Parquet/folder, used when the dataset stage is not in stages"
+    )
+    adapters: str | None = Field(
+        None, description="an existing fine-tuning output (manifest), used when finetune is not in stages"
+    )
+    human: list[str] = Field(default_factory=list, description="human-rating CSVs passed to the stats stage")
+    fastchat: list[str] = Field(
+        default_factory=list, description="FastChat data folders (model_judgment*/) passed to the stats stage"
+    )
+    ray: RayOptions = Field(default_factory=RayOptions)
+    env: dict[str, str] = Field(
+        default_factory=dict,
+        description="environment defaults for the driver and local workers (HF_HUB_OFFLINE, ...); never secrets",
+    )
+    notice: str | None = Field(
+        None, description="printed before and after the run (e.g. that the models are tiny)"
+    )
+
+    @field_validator("stages")
+    @classmethod
+    def _ordered(cls, value: list[Stage]) -> list[Stage]:
+        if not value:
+            raise ValueError("at least one stage")
+        if len(set(value)) != len(value):
+            raise ValueError(f"stages repeat: {value}")
+        return sorted(value, key=STAGES.index)
+
+    def questions_path(self) -> Path:
+        path = bundled_questions() if self.questions == "bundled" else Path(self.questions).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"pipeline.questions: file not found: {path}")
+        return path

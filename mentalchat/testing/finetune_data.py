@@ -1,0 +1,62 @@
+"""Small fictional ``qa_pairs`` tables for fine-tuning tests and benchmarks (text written for this project)."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from mentalchat.schemas import get_table, write_table
+
+INSTRUCTION = "You are a caring counsellor. Answer the client kindly and briefly."
+
+_WORRIES = [
+    "I can't sleep before exams and my heart races at night",
+    "my partner and I argue about money every weekend",
+    "since the move I feel lonely and skip meals",
+    "my manager criticises me in meetings and I freeze",
+    "I keep checking the door lock many times before leaving",
+    "my teenage son stopped talking to me after school",
+    "I feel guilty resting while my mother is ill",
+    "I get dizzy in crowded shops and leave my basket",
+    "I lost my job and I avoid calling my friends",
+    "I cry in the car after visiting my father",
+]
+_REPLIES = [
+    "That sounds exhausting. Let us notice what happens just before it starts, and try slow breathing.",
+    "It makes sense to feel this way. Could you pick one small step for this week and tell me how it went?",
+    "Thank you for sharing this. You are not alone; many people feel the same and it can get easier.",
+    "I hear how hard this is. What helped a little last time, even for a few minutes?",
+    "Your feelings are valid. Writing worries down an hour before bed may loosen their grip.",
+    "Let us look at what you can control. A short walk or a call to a friend might be a start.",
+]
+
+
+def qa_rows(n_synthetic: int = 36, n_interview: int = 24) -> list[dict]:
+    rows = []
+    for source, n in (("synthetic", n_synthetic), ("interview", n_interview)):
+        for i in range(n):
+            worry = _WORRIES[i % len(_WORRIES)]
+            detail = " and it has lasted for weeks" * (1 + i % 3)
+            question = f"Lately {worry}{detail}. What can I do?"
+            answer = " ".join(_REPLIES[(i + k) % len(_REPLIES)] for k in range(1 + i % 2))
+            rid = hashlib.sha256(f"{source}:{i}:{question}:{answer}".encode()).hexdigest()[:16]
+            rows.append(
+                {
+                    "id": rid,
+                    "instruction": INSTRUCTION,
+                    "input": question,
+                    "output": answer,
+                    "source": source,
+                    "topic": "anxiety" if i % 2 else "relationships",
+                    "page_ref": f"t{i:03d}:1" if source == "interview" else None,
+                    "generator_model": "fixture",
+                    "prompt_version": "fixture-v1",
+                    "crisis_flag": False,
+                    "crisis_escalated": None,
+                }
+            )
+    return rows
+
+
+def write_qa_pairs(path: Path, **kw: int) -> Path:
+    return write_table(get_table("qa_pairs").from_rows(qa_rows(**kw)), path, "qa_pairs")

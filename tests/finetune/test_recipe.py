@@ -1,0 +1,95 @@
+"""The QLoRA recipe objects without Ray: 4-bit base, LoRA, answer-only loss, token accounting."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mentalchat.finetune.config import FinetuneConfig
+from mentalchat.finetune.data import PromptFormatter, encode_rows, select_config
+from mentalchat.finetune.recipe import build_trainer, load_tokenizer
+from mentalchat.schemas import get_table
+from mentalchat.testing.finetune_data import qa_rows
+
+
+def _cfg(**train: object) -> FinetuneConfig:
+    return FinetuneConfig(
+        models=["unused/x"],
+        quantization={"compute_dtype": "float32"},
+        lora={"r": 4, "alpha": 8},
+        train={"source_max_len": 48, "target_max_len": 32, "effective_batch_size": 4, "micro_batch_size": 4,
+               "gradient_checkpointing": False, "logging_steps": 1, "max_steps": 2, **train},
+    )
+
+
+@pytest.fixture(scope="module")
+def rows(tiny_model: Path) -> list[dict[str, list[int]]]:
+    tok = load_tokenizer(str(tiny_model))
+    table = select_config(get_table("qa_pairs").from_rows(qa_rows(8, 0)), "synthetic")
+    return encode_rows(PromptFormatter(tok), table, source_max_len=48, target_max_len=32)
+
+
+def test_qlora_trains_only_the_adapter_on_answer_tokens(tiny_model: Path, rows, tmp_path: Path) -> None:
+    import bitsandbytes as bnb
+
+    cfg = _cfg(packing=False, sampling="group_by_length")
+    trainer = build_trainer(cfg, model_path=str(tiny_model), train_rows=rows, eval_rows=rows[:2],
+                            output_dir=tmp_path / "hf", max_steps=2)
+    model = trainer.model
+    assert any(isinstance(m, bnb.nn.Linear4bit) for m in model.modules())
+    base = model.get_base_model()
+    q = base.model.layers[0].self_attn.q_proj.base_layer
+    assert q.weight.quant_state.quant_type == "nf4" and q.weight.quant_state.nested  # double quantisation
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable and all("lora_" in n for n in trainable)
+    assert {n.split(".")[-4] for n in trainable} >= {"q_proj", "k_proj", "v_proj", "o_proj", "up_proj",
+                                                    "down_proj", "gate_proj"}
+    before = {n: p.detach().clone() for n, p in model.named_parameters() if "lora_B" in n}
+    trainer.train()
+    assert trainer.state.global_step == 2
+    assert any(not (p.detach() == before[n]).all() for n, p in model.named_parameters() if n in before)
+    # one epoch of 8 rows in 2 steps of 4: the counters see every token exactly once
+    counts = trainer.global_token_counts()
+    assert counts["tokens_trained"] == sum(len(r["input_ids"]) for r in rows)
+    assert counts["tokens_in_loss"] == sum(sum(r["completion_mask"]) for r in rows)
+    assert counts["tokens_processed"] >= counts["tokens_trained"]
+    assert trainer.evaluate()["eval_loss"] > 0
+
+
+def test_packing_is_padding_free(tiny_model: Path, rows, tmp_path: Path) -> None:
+    cfg = _cfg(packing=True, max_steps=1)
+    trainer = build_trainer(cfg, model_path=str(tiny_model), train_rows=rows, eval_rows=None,
+                            output_dir=tmp_path / "hf", max_steps=1)
+    batch = next(iter(trainer.get_train_dataloader()))
+    assert "attention_mask" not in batch and batch["input_ids"].shape[0] == 1  # flattened, no padding
+    # sequence starts reset the positions; their first label never leaks across a boundary
+    starts = (batch["position_ids"][0] == 0).nonzero().flatten()
+    assert len(starts) > 1 and (batch["labels"][0, starts] == -100).all()
+    trainer.train()
+    counts = trainer.global_token_counts()
+    assert counts["tokens_processed"] == counts["tokens_trained"] > 0
+
+
+def test_varlen_attention_matches_block_masked_sdpa(tiny_model: Path, rows) -> None:
+    """mentalchat_varlen (per-document attention) gives the loss of sdpa's block-diagonal mask."""
+    import torch
+    from transformers import AutoModelForCausalLM
+    from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
+
+    from mentalchat.finetune.attention import register_varlen_attention
+    from mentalchat.finetune.recipe import _with_labels
+
+    collate = DataCollatorForLanguageModeling(pad_token_id=0, padding_free=True)
+    batch = collate([_with_labels(r) for r in rows[:4]])
+    assert len(batch["cu_seq_lens_q"]) == 5
+    losses = {}
+    for impl in ("sdpa", register_varlen_attention()):
+        model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32, attn_implementation=impl)
+        with torch.no_grad():
+            losses[impl] = model(**batch, use_cache=False).loss.item()  # as in training: no KV cache
+    assert losses["mentalchat_varlen"] == pytest.approx(losses["sdpa"], rel=1e-5)
+    # and it really is per-document: one long causal sequence gives another loss
+    with torch.no_grad():
+        whole = model(input_ids=batch["input_ids"], labels=batch["labels"], use_cache=False).loss.item()
+    assert whole != pytest.approx(losses["sdpa"], rel=1e-4)
