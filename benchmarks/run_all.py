@@ -124,6 +124,8 @@ def figures_train_throughput(stdout: str, out: dict | None) -> tuple[list[Figure
     slim = {k: v for k, v in out.items() if k != "rounds"}
     return [
         Figure.check("Ray Train worker / plain TRL (trained tokens/s)", round(out["ratio"], 3), ">=", 0.90),
+        Figure("same, per CPU second of the training process", round(out["cpu_ratio"], 3))
+        if out.get("cpu_ratio") is not None else Figure("same, per CPU second of the training process", None),
         Figure.check("padding share (packed)", round(out["padding_share"], 4), "<=", 0.05),
         Figure("padding share of the paper's unpacked batches", round(out["unpacked_group_by_length_padding_share"], 4)),
         Figure("plain TRL", round(out["plain_tokens_per_s"], 1), "tokens/s"),

@@ -140,7 +140,8 @@ _ERROR = "__mentalchat_error"  # input columns travel through the processor unde
 
 
 def _processor_preprocess(
-    row: dict[str, Any], *, request_column: str, default_sampling: str, model_path: str, max_lora_rank: int
+    row: dict[str, Any], *, request_column: str, default_sampling: str, model_path: str, max_lora_rank: int,
+    per_request_seed: bool = True,
 ) -> dict[str, Any]:
     """Row → what ray.data.llm's vLLM stages read (messages, sampling_params, model for LoRA).
 
@@ -148,6 +149,7 @@ def _processor_preprocess(
     adapter to use, so the row's own columns are also copied under a prefix (restored at the end)
     and ``model`` is always set: the base model's path, or the request's adapter. A request that
     cannot run becomes a one-token dummy with ``_ERROR`` set, reported as an error result.
+    On CPU (``per_request_seed=False``) seeds stay at the engine, as in the "vllm" backend.
     """
     out: dict[str, Any] = {_KEPT + k: v for k, v in row.items()}
     dummy = {"temperature": 0.0, "top_p": 1.0, "max_tokens": 1, "seed": None, "stop": None}
@@ -164,7 +166,8 @@ def _processor_preprocess(
         return out
     sampling = request.sampling or SamplingConfig.model_validate_json(default_sampling)
     params: dict[str, Any] = {"temperature": sampling.temperature, "top_p": sampling.top_p,
-                              "max_tokens": sampling.max_tokens, "seed": sampling.seed, "stop": sampling.stop}
+                              "max_tokens": sampling.max_tokens, "seed": sampling.seed if per_request_seed else None,
+                              "stop": sampling.stop}
     if request.json_schema is not None:
         # a JSON string: as a nested dict, Arrow would merge the schemas of all rows into one struct
         params["structured_outputs"] = {"json": json.dumps(request.json_schema)}
@@ -248,7 +251,7 @@ def _run_with_processor(ds: Any, cfg: EngineConfig, *, request_column: str, resu
         preprocess=functools.partial(
             _processor_preprocess, request_column=request_column,
             default_sampling=cfg.sampling.model_dump_json(), model_path=model_path,
-            max_lora_rank=opts.max_lora_rank,
+            max_lora_rank=opts.max_lora_rank, per_request_seed=not on_cpu,
         ),
         preprocess_map_kwargs={"num_cpus": _LIGHT_CPU},
     )

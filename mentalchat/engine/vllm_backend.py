@@ -9,6 +9,7 @@ the requests are retried one at a time so only the culprit fails.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from pathlib import Path
@@ -20,6 +21,8 @@ from mentalchat.engine.types import ChatRequest, ChatResult, SamplingConfig
 from mentalchat.models.kit import resolve_model
 
 __all__ = ["CPU_KV_CACHE_DEFAULT_BYTES", "VLLMEngine", "vllm_engine_kwargs"]
+
+logger = logging.getLogger(__name__)
 
 CPU_KV_CACHE_DEFAULT_BYTES = 256 * 2**20  # enough for SmolLM2 at a few thousand tokens in flight
 
@@ -131,6 +134,12 @@ class VLLMEngine(Engine):
         self.tokenizer = self.llm.get_tokenizer()
         self.max_model_len = int(self.llm.llm_engine.model_config.max_model_len)
         self._lora_ids: dict[str, int] = {}
+        # vLLM 0.32's CPU runner rewinds a seeded request's torch generator when that request's
+        # prefill is split over scheduler steps, and CPU generators cannot rewind ("CPU Generator
+        # does not use offset"): every seeded request in a large batch fails. On CPU the seed goes
+        # to the engine instead (``vllm_engine_kwargs``), which makes a run repeatable as a whole.
+        self._per_request_seed = not _is_cpu_platform()
+        self._warned_seed = False
 
     # -- request preparation -------------------------------------------------------------
     def _prompt_ids(self, request: ChatRequest) -> list[int]:
@@ -143,6 +152,16 @@ class VLLMEngine(Engine):
         from vllm import SamplingParams
         from vllm.sampling_params import StructuredOutputsParams
 
+        seed = sampling.seed
+        if seed is not None and not self._per_request_seed:
+            if not self._warned_seed:
+                logger.warning(
+                    "vLLM on CPU: per-request seed %s is not passed to vLLM (its CPU runner fails on seeded "
+                    "requests whose prefill is split); outputs repeat run to run through the engine seed %s",
+                    seed, self.cfg.sampling.seed,
+                )
+                self._warned_seed = True
+            seed = None
         structured = None
         if request.json_schema is not None:
             structured = StructuredOutputsParams(json=request.json_schema)
@@ -150,7 +169,7 @@ class VLLMEngine(Engine):
             temperature=sampling.temperature,
             top_p=sampling.top_p,
             max_tokens=max(1, min(sampling.max_tokens, self.max_model_len - prompt_len)),
-            seed=sampling.seed,
+            seed=seed,
             stop=sampling.stop,
             structured_outputs=structured,
         )
