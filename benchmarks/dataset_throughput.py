@@ -13,7 +13,7 @@ On N generated transcripts with planted identifiers (mentalchat.dataset.transcri
    guided-JSON sampling, interleaved ``--rounds`` times; Ray's steady state starts at the first
    output batch, bare's after a warm-up call (goal: >= 0.90). Pages/s and output tokens/s.
 
-    python benchmarks/dataset_throughput.py [--transcripts 200 --ratio-pages 256 --rounds 2 --out FILE]
+    python benchmarks/dataset_throughput.py [--transcripts 200 --ratio-pages 256 --rounds 3 --out FILE]
 """
 
 from __future__ import annotations
@@ -134,7 +134,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--kv-cache-mib", type=int, default=256)
     ap.add_argument("--ratio-pages", type=int, default=256)
-    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--bare-chat", action="store_true", help="bare side through LLM.chat")
     ap.add_argument("--only", choices=["deid", "build", "ratio"], action="append",
                     help="run only these parts (repeatable); default: all three")

@@ -46,6 +46,8 @@ A :class:`Fault` says what to do with one call instead of (or on top of) a norma
 ``disconnect``            announces the full body, sends half, then drops the connection
 ``refusal``               a protocol-level refusal (OpenAI ``message.refusal`` with null content;
                           Gemini ``finishReason: SAFETY`` with no parts)
+``blocked``               Gemini: the prompt itself is blocked (``promptFeedback.blockReason``
+                          ``SAFETY``, no candidates); OpenAI: the same as ``refusal``
 ``refusal_text``          a normal 200 answer whose text is a refusal sentence (``refusal_text``)
 ``length``                a normal answer cut to half its words with ``finish_reason`` length
 ``ok``                    answer normally (useful in scripts)
@@ -147,6 +149,7 @@ _KINDS = {
     "truncated_json",
     "disconnect",
     "refusal",
+    "blocked",
     "refusal_text",
     "length",
 }
@@ -745,10 +748,21 @@ class FaultServer:
 
         messages = _messages_of(protocol, body)
         params = self._params(protocol, model, body)
-        if fault.kind == "refusal":
+        if fault.kind in ("refusal", "blocked"):
             text = fault.message or self.refusal_text
             rec.text = None
             payload = self._payload(protocol, model, messages, None, "refusal", refusal=text)
+            if fault.kind == "blocked" and protocol == "gemini":
+                payload = {
+                    "promptFeedback": {
+                        "blockReason": "SAFETY",
+                        "safetyRatings": [{"category": "HARM_CATEGORY_DANGEROUS_CONTENT", "probability": "HIGH",
+                                           "blocked": True}],
+                    },
+                    "usageMetadata": payload["usageMetadata"],
+                    "modelVersion": payload["modelVersion"],
+                    "responseId": payload["responseId"],
+                }
         else:
             try:
                 text = (fault.message or self.refusal_text) if fault.kind == "refusal_text" else self.responder(messages, params)

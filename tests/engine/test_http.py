@@ -330,3 +330,14 @@ def test_cluster_limiter_across_ray_tasks(ray_cluster) -> None:
     stats = ray.get(handle._handle.stats.remote())
     assert stats["acquired"] == 16 and stats["peak_in_flight"] == 3
     handle.kill()
+
+
+def test_gemini_blocked_prompt_is_a_refusal_not_a_retry(srv: FaultServer) -> None:
+    """A prompt Gemini blocks outright comes back with no candidates, only promptFeedback."""
+    srv.script(["blocked"], match="q0")
+    with engine(srv, "gemini") as eng:
+        r0, r1 = eng.chat_batch(reqs(2))
+    assert not r0.ok and r0.attempts == 1 and r0.finish_reason == "content_filter"
+    assert "prompt blocked" in r0.error and "SAFETY" in r0.error
+    assert srv.count(match="q0") == 1  # a block is an answer: retrying it would only pay again
+    assert r1.ok

@@ -1,0 +1,76 @@
+"""benchmarks/run_all.py: figures read from each benchmark's output, goals, and the summary table."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _run_all():
+    spec = importlib.util.spec_from_file_location("mc_run_all", REPO / "benchmarks" / "run_all.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["mc_run_all"] = mod  # dataclasses resolve annotations through sys.modules
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_stats_goal_sits_on_the_size_nearest_one_million() -> None:
+    ra = _run_all()
+    stdout = ("99,960 rows: 0.66 s\n999,992 rows: 12.50 s\n4,999,960 rows: 3.72 s\n"
+              "growth 99,960 -> 999,992 rows (x10.0): time x1.5\n")
+    figs, raw = ra.figures_stats_scale(stdout, None)
+    goals = [f for f in figs if f.goal is not None]
+    assert [f.name for f in goals] == ["all tables at 999,992 judgment rows"]
+    assert goals[0].met is False  # 12.5 s > 10 s: reported as missed
+    assert raw["seconds_by_rows"][4_999_960] == 3.72
+
+
+def test_judge_figures_and_markdown() -> None:
+    ra = _run_all()
+    stdout = ("mentalchat: 1000 scored, 0 lost in 51.2 s\nbaseline (FastChat-style): 990 scored, 10 lost in 60.0 s\n"
+              "RATIO mentalchat=0.973 baseline=0.838\n")
+    figs, raw = ra.figures_judge_throughput(stdout, None)
+    assert raw == {"mentalchat_of_ceiling": 0.973, "scored": 1000, "lost": 0, "wall_s": 51.2,
+                   "baseline_of_ceiling": 0.838, "baseline_lost": 10}
+    assert [f.met for f in figs if f.goal] == [True, True]
+    assert figs[-1].value == round(0.973 / 0.838, 2)
+    outcome = ra.Outcome("judge_throughput", "ok", 60.0, ["python", "benchmarks/judge_throughput.py"], figs)
+    failed = ra.Outcome("stats_scale", "error", 1.0, error="exit status 1; last lines:\nboom")
+    report = {"date": "2026-11-26", "quick": False, "commit": "abc",
+              "machine": {"cpus": 2, "platform": "linux", "python": "3.11", "gpu": None}}
+    md = ra.markdown(report, [outcome, failed])
+    assert "| judge_throughput | judge stage, share of the endpoint's ceiling | 0.973 | >= 0.95 | yes |" in md
+    assert "| stats_scale | **error** | exit status 1; last lines: | | |" in md
+    assert "Goals met: 2 of 2." in md
+
+
+def test_train_figures_include_cpu_ratio() -> None:
+    ra = _run_all()
+    out = {"ratio": 1.002, "cpu_ratio": 0.994, "padding_share": 0.0, "unpacked_group_by_length_padding_share": 0.063,
+           "plain_tokens_per_s": 1863.6, "ray_tokens_per_s": 1896.0, "rounds": [{}]}
+    figs, slim = ra.figures_train_throughput("", out)
+    by_name = {f.name: f for f in figs}
+    assert by_name["same, per CPU second of the training process"].value == 0.994
+    assert by_name["padding share of the paper's unpacked batches"].value == 0.063
+    assert "rounds" not in slim
+
+
+def test_rerunning_one_benchmark_keeps_the_others(tmp_path: Path) -> None:
+    import dataclasses
+    import json
+
+    ra = _run_all()
+    old = [ra.Outcome("engine_overhead", "ok", 76.0, figures=[ra.Figure.check("ratio", 0.915, ">=", 0.9)]),
+           ra.Outcome("train_throughput", "ok", 178.0, figures=[ra.Figure("old", 1.0)])]
+    path = tmp_path / "2026-11-26.json"
+    path.write_text(json.dumps({"commit": "52e7683", "finished": "2026-11-26T07:20:00+00:00",
+                                "benchmarks": [dataclasses.asdict(o) for o in old]}), encoding="utf-8")
+    new = [ra.Outcome("train_throughput", "ok", 170.0, figures=[ra.Figure("new", 2.0)])]
+    merged = ra._merge_previous(path, new)
+    assert [o.name for o in merged] == ["engine_overhead", "train_throughput"]
+    assert merged[0].measured_at == "52e7683 2026-11-26T07:20:00+00:00"
+    assert merged[0].figures[0].met is True and merged[0].figures[0].goal == ">= 0.9"
+    assert merged[1].figures[0].name == "new" and merged[1].measured_at is None
