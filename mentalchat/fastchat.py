@@ -26,7 +26,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from mentalchat.io import atomic_path
+from mentalchat.io import atomic_path, iter_jsonl
 from mentalchat.judge.parse import parse_judgment
 from mentalchat.judge.rubric import METRICS
 from mentalchat.schemas import ANSWERS, JUDGMENTS
@@ -55,22 +55,7 @@ class FastChatFormatError(ValueError):
 
 def read_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield (line number, record) for each non-blank line; bad JSON names file and line."""
-    path = Path(path)
-    try:
-        fh = open(path, encoding="utf-8")
-    except OSError as exc:
-        raise FastChatFormatError(f"{path}: cannot open: {exc.strerror}") from None
-    with fh:
-        for line_no, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise FastChatFormatError(f"{path}:{line_no}: invalid JSON: {exc.msg}") from None
-            if not isinstance(rec, dict):
-                raise FastChatFormatError(f"{path}:{line_no}: expected a JSON object")
-            yield line_no, rec
+    yield from iter_jsonl(path, error=FastChatFormatError)
 
 
 def _require(rec: Mapping[str, Any], keys: Iterable[str], where: str) -> None:

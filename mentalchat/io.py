@@ -1,4 +1,4 @@
-"""Atomic file and folder publication.
+"""Atomic file and folder publication, and line-numbered JSONL reading.
 
 A stage never writes where the next stage reads: it writes to a hidden sibling path and renames it
 into place at the end, so a crash leaves either the old complete output or none at all.
@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_dir", "atomic_path", "read_done_marker", "write_done_marker", "write_json_atomic"]
+__all__ = ["atomic_dir", "atomic_path", "iter_jsonl", "read_done_marker", "write_done_marker", "write_json_atomic"]
 
 DONE_MARKER = "_MENTALCHAT_DONE.json"
 
@@ -81,3 +81,27 @@ def read_done_marker(folder: str | Path) -> dict[str, Any] | None:
         return json.loads(marker.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
         return None
+
+
+def iter_jsonl(path: str | Path, *, error: type[Exception] = ValueError) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield (line number, record) for each non-blank line of a JSONL file.
+
+    A file that cannot be opened, a line that is not JSON or not a JSON object raises ``error``
+    with a message naming the file and line, so every reader reports bad input the same way.
+    """
+    path = Path(path)
+    try:
+        fh = open(path, encoding="utf-8")
+    except OSError as exc:
+        raise error(f"{path}: cannot open: {exc.strerror}") from None
+    with fh:
+        for line_no, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise error(f"{path}:{line_no}: invalid JSON: {exc.msg}") from None
+            if not isinstance(rec, dict):
+                raise error(f"{path}:{line_no}: expected a JSON object")
+            yield line_no, rec

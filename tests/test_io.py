@@ -48,3 +48,24 @@ def test_done_marker(tmp_path: Path) -> None:
     assert read_done_marker(tmp_path) is None
     write_done_marker(tmp_path, stage="stats", config_hash="abc", rows=3)
     assert read_done_marker(tmp_path) == {"stage": "stats", "config_hash": "abc", "rows": 3}
+
+
+def test_iter_jsonl_names_file_and_line(tmp_path: Path) -> None:
+    from mentalchat.io import iter_jsonl
+
+    class Bad(ValueError):
+        pass
+
+    good = tmp_path / "good.jsonl"
+    good.write_text('{"a": 1}\n\n  \n{"a": 2}\n', encoding="utf-8")
+    assert list(iter_jsonl(good)) == [(1, {"a": 1}), (4, {"a": 2})]  # blank lines skipped, numbers kept
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text('{"a": 1}\n{"a": \n', encoding="utf-8")
+    with pytest.raises(Bad, match=r"broken\.jsonl:2: invalid JSON"):
+        list(iter_jsonl(broken, error=Bad))
+    listy = tmp_path / "list.jsonl"
+    listy.write_text("[1, 2]\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"list\.jsonl:1: expected a JSON object"):
+        list(iter_jsonl(listy))
+    with pytest.raises(Bad, match=r"absent\.jsonl: cannot open"):
+        list(iter_jsonl(tmp_path / "absent.jsonl", error=Bad))

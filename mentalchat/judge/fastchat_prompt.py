@@ -8,12 +8,12 @@ into this repository; it is read from the user's file at run time.
 
 from __future__ import annotations
 
-import json
 import string
 from dataclasses import dataclass
 from pathlib import Path
 
 from mentalchat.engine.types import ChatMessage
+from mentalchat.io import iter_jsonl
 
 __all__ = ["FastChatPrompt", "FastChatPromptError", "load_fastchat_prompt"]
 
@@ -52,37 +52,30 @@ def load_fastchat_prompt(path: str | Path, name: str) -> FastChatPrompt:
     if not path.is_file():
         raise FastChatPromptError(f"FastChat judge-prompt file not found: {path}")
     names = []
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise FastChatPromptError(f"{path}:{lineno}: invalid JSON: {exc.msg}") from None
-            if not isinstance(rec, dict) or "name" not in rec:
-                raise FastChatPromptError(f"{path}:{lineno}: a judge-prompt record needs a 'name'")
-            names.append(rec["name"])
-            if rec["name"] != name:
-                continue
-            if rec.get("type", "single") != "single":
-                raise FastChatPromptError(
-                    f"{path}:{lineno}: prompt {name!r} is of type {rec.get('type')!r}; only 'single' "
-                    "(one answer graded on its own) is supported"
-                )
-            template = rec.get("prompt_template")
-            if not isinstance(template, str):
-                raise FastChatPromptError(f"{path}:{lineno}: prompt {name!r} has no prompt_template")
-            unknown = _fields(template) - {"question", "answer", "question_1", "answer_1"}
-            if unknown:
-                raise FastChatPromptError(
-                    f"{path}:{lineno}: prompt {name!r} needs fields {sorted(unknown)} (reference answers "
-                    "or second turns), which single-turn judging cannot fill"
-                )
-            return FastChatPrompt(
-                name=name,
-                system_prompt=str(rec.get("system_prompt") or ""),
-                prompt_template=template,
-                source=f"{path}:{lineno}",
+    for lineno, rec in iter_jsonl(path, error=FastChatPromptError):
+        if "name" not in rec:
+            raise FastChatPromptError(f"{path}:{lineno}: a judge-prompt record needs a 'name'")
+        names.append(rec["name"])
+        if rec["name"] != name:
+            continue
+        if rec.get("type", "single") != "single":
+            raise FastChatPromptError(
+                f"{path}:{lineno}: prompt {name!r} is of type {rec.get('type')!r}; only 'single' "
+                "(one answer graded on its own) is supported"
             )
+        template = rec.get("prompt_template")
+        if not isinstance(template, str):
+            raise FastChatPromptError(f"{path}:{lineno}: prompt {name!r} has no prompt_template")
+        unknown = _fields(template) - {"question", "answer", "question_1", "answer_1"}
+        if unknown:
+            raise FastChatPromptError(
+                f"{path}:{lineno}: prompt {name!r} needs fields {sorted(unknown)} (reference answers "
+                "or second turns), which single-turn judging cannot fill"
+            )
+        return FastChatPrompt(
+            name=name,
+            system_prompt=str(rec.get("system_prompt") or ""),
+            prompt_template=template,
+            source=f"{path}:{lineno}",
+        )
     raise FastChatPromptError(f"{path}: no judge prompt named {name!r} (found: {names})")

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from mentalchat.io import iter_jsonl
 from mentalchat.judge.rubric import KEY_TO_METRIC, METRICS, OVERALL, SCORE_MAX, SCORE_MIN
 
 __all__ = [
@@ -553,31 +554,24 @@ def measure_coverage(files: Iterable[str | Path]) -> ScoreCoverage:
     """Parse every ``judgment`` text in FastChat ``model_judgment`` JSONL files."""
     cov = ScoreCoverage()
     for file in files:
-        with open(file, encoding="utf-8") as fh:
-            for line_no, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise ValueError(f"{file}:{line_no}: invalid JSON: {exc.msg}") from None
-                judge = rec.get("judge")
-                judge = judge[0] if isinstance(judge, list) and judge else str(judge)
-                parsed = parse_judgment(rec.get("judgment"))
-                for d in (cov.judgments, cov.metric_scores_read, cov.overall_read,
-                          cov.scored_judgments, cov.metric_slots_in_scored, cov.numeric_tokens):
-                    d.setdefault(judge, 0)
-                cov.judgments[judge] += 1
-                cov.metric_scores_read[judge] += parsed.n_scored
-                cov.overall_read[judge] += parsed.overall is not None
-                text = rec.get("judgment") or ""
-                tokens = [t for t in _BRACKET_RE.findall(text) if re.fullmatch(_NUM, t)]
-                cov.numeric_tokens[judge] += len(tokens)
-                if tokens or parsed.n_scored:
-                    cov.scored_judgments[judge] += 1
-                    cov.metric_slots_in_scored[judge] += len(METRICS)
-                by_status = cov.status_counts.setdefault(judge, {})
-                by_status[parsed.status] = by_status.get(parsed.status, 0) + 1
+        for _, rec in iter_jsonl(file):
+            judge = rec.get("judge")
+            judge = judge[0] if isinstance(judge, list) and judge else str(judge)
+            parsed = parse_judgment(rec.get("judgment"))
+            for d in (cov.judgments, cov.metric_scores_read, cov.overall_read,
+                      cov.scored_judgments, cov.metric_slots_in_scored, cov.numeric_tokens):
+                d.setdefault(judge, 0)
+            cov.judgments[judge] += 1
+            cov.metric_scores_read[judge] += parsed.n_scored
+            cov.overall_read[judge] += parsed.overall is not None
+            text = rec.get("judgment") or ""
+            tokens = [t for t in _BRACKET_RE.findall(text) if re.fullmatch(_NUM, t)]
+            cov.numeric_tokens[judge] += len(tokens)
+            if tokens or parsed.n_scored:
+                cov.scored_judgments[judge] += 1
+                cov.metric_slots_in_scored[judge] += len(METRICS)
+            by_status = cov.status_counts.setdefault(judge, {})
+            by_status[parsed.status] = by_status.get(parsed.status, 0) + 1
     return cov
 
 
