@@ -27,6 +27,7 @@ from collections.abc import AsyncIterator
 from typing import Any, Literal, Protocol
 
 from mentalchat.engine.config import HTTPOptions
+from mentalchat.engine.token_bucket import TokenBucket
 
 __all__ = [
     "AsyncLimiter",
@@ -77,31 +78,6 @@ class Limiter(Protocol):
     async def stats(self) -> dict[str, Any]: ...
 
 
-class _Bucket:
-    """Token bucket that may go into debt (a call bigger than the bucket waits for a full one)."""
-
-    def __init__(self, per_s: float, capacity: float) -> None:
-        self.rate = per_s
-        self.capacity = max(capacity, 1.0)
-        self.level = self.capacity
-        self.t = time.monotonic()
-
-    def _refill(self, now: float) -> None:
-        self.level = min(self.capacity, self.level + (now - self.t) * self.rate)
-        self.t = now
-
-    def wait_s(self, n: float, now: float) -> float:
-        self._refill(now)
-        need = min(n, self.capacity)
-        return 0.0 if self.level >= need else (need - self.level) / self.rate
-
-    def take(self, n: float) -> None:
-        self.level -= n
-
-    def give(self, n: float) -> None:
-        self.level = min(self.capacity, self.level + n)
-
-
 @dataclasses.dataclass
 class _Ticket:
     epoch: int
@@ -120,8 +96,8 @@ class AsyncLimiter:
         self._epoch = 0
         self._successes = 0
         self._pause_until = 0.0
-        self._req_bucket: _Bucket | None = None
-        self._tok_bucket: _Bucket | None = None
+        self._req_bucket: TokenBucket | None = None
+        self._tok_bucket: TokenBucket | None = None
         self._make_buckets()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._lock: asyncio.Lock | None = None
@@ -140,10 +116,10 @@ class AsyncLimiter:
         self._tok_bucket = None
         if s.requests_per_minute:
             rate = s.requests_per_minute / 60.0
-            self._req_bucket = _Bucket(rate, rate * s.burst_s)
+            self._req_bucket = TokenBucket(rate, rate * s.burst_s)
         if s.tokens_per_minute:
             rate = s.tokens_per_minute / 60.0
-            self._tok_bucket = _Bucket(rate, rate * s.burst_s)
+            self._tok_bucket = TokenBucket(rate, rate * s.burst_s)
 
     def apply_settings(self, settings: LimiterSettings) -> None:
         """Adopt new settings (the last engine created for an endpoint wins); state is kept."""
