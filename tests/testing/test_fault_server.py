@@ -257,3 +257,13 @@ def test_cli_serves() -> None:
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_without_aiohttp_the_import_error_says_what_to_install() -> None:
+    # In a fresh interpreter where aiohttp cannot be imported (the runtime install has no aiohttp).
+    code = "import sys\nsys.modules['aiohttp'] = None\nimport mentalchat.testing.fault_server\n"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode != 0
+    last = out.stderr.strip().splitlines()[-1]
+    assert last.startswith("ImportError: mentalchat.testing.fault_server needs aiohttp")
+    assert 'pip install -e ".[testing]"' in last

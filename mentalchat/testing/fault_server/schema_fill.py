@@ -1,0 +1,121 @@
+"""Answer text: the default responder and the JSON-schema filler, plus the token count.
+
+Why: judges and dataset stages ask for JSON matching a schema, and their tests need answers that
+validate, differ between prompts and repeat for the same prompt, without a model.
+
+A *responder* ``(messages, params) -> str`` writes the answer text. ``messages`` is a list of
+``{"role": "system"|"user"|"assistant", "content": str}`` whatever the protocol; ``params`` holds
+``protocol`` ("openai"/"gemini"), ``model``, ``max_tokens``, ``temperature``, ``top_p``, ``seed``,
+``json_schema`` (the requested schema or None), ``json_mode`` (JSON without a schema) and ``body``
+(the raw request). The default responder (:func:`default_responder`) echoes the last user message,
+or, when a schema is requested, fills it with values derived from a hash of the prompt (the same
+prompt always gets the same JSON; different prompts get different scores).
+
+Token counts are whitespace-separated words (prompt: all message contents; completion: the answer).
+When the answer has more words than ``max_tokens`` it is cut and ``finish_reason`` is ``length``.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import math
+from collections.abc import Callable
+from typing import Any
+
+Responder = Callable[[list[dict[str, str]], dict[str, Any]], str]
+
+
+def _hash_int(*parts: str) -> int:
+    """A stable 64-bit number for ``parts`` (``hash()`` is salted per process)."""
+    return int.from_bytes(hashlib.sha256("\x1f".join(parts).encode()).digest()[:8], "big")
+
+
+def fill_schema(schema: dict[str, Any], seed: str = "", *, _root: dict[str, Any] | None = None, _path: str = "$") -> Any:
+    """A value that validates against ``schema`` (JSON Schema or Gemini's OpenAPI subset).
+
+    Deterministic in ``seed``: numbers are drawn inside ``minimum``/``maximum`` from a hash of the
+    seed and the path, enums pick a member the same way, objects fill every property.
+    """
+    root = _root if _root is not None else schema
+    if not isinstance(schema, dict):
+        return None
+    if "$ref" in schema:
+        ref = schema["$ref"]
+        if not ref.startswith("#/"):
+            raise ValueError(f"only local $ref are supported, got {ref!r}")
+        target: Any = root
+        for part in ref[2:].split("/"):
+            target = target[part.replace("~1", "/").replace("~0", "~")]
+        return fill_schema(target, seed, _root=root, _path=_path)
+    if "const" in schema:
+        return copy.deepcopy(schema["const"])
+    if schema.get("enum"):
+        options = schema["enum"]
+        return copy.deepcopy(options[_hash_int(seed, _path) % len(options)])
+    for key in ("anyOf", "oneOf", "allOf"):
+        if schema.get(key):
+            if key == "allOf":
+                merged: dict[str, Any] = {}
+                for sub in schema[key]:
+                    merged.update(sub)
+                return fill_schema(merged, seed, _root=root, _path=_path)
+            return fill_schema(schema[key][0], seed, _root=root, _path=_path)
+    typ = schema.get("type")
+    if isinstance(typ, list):
+        typ = next((t for t in typ if str(t).lower() != "null"), typ[0] if typ else None)
+    typ = str(typ).lower() if typ is not None else ("object" if "properties" in schema else "string")
+    if typ == "object":
+        props = schema.get("properties") or {}
+        return {
+            name: fill_schema(sub, seed, _root=root, _path=f"{_path}.{name}") for name, sub in props.items()
+        }
+    if typ == "array":
+        n = max(int(schema.get("minItems", 1)), 1)
+        if "maxItems" in schema:
+            n = min(n, int(schema["maxItems"]))
+        items = schema.get("items") or {"type": "string"}
+        return [fill_schema(items, seed, _root=root, _path=f"{_path}[{i}]") for i in range(n)]
+    if typ in ("integer", "number"):
+        lo = schema.get("minimum")
+        hi = schema.get("maximum")
+        if "exclusiveMinimum" in schema and not isinstance(schema["exclusiveMinimum"], bool):
+            lo = schema["exclusiveMinimum"] + (1 if typ == "integer" else 1e-6)
+        if "exclusiveMaximum" in schema and not isinstance(schema["exclusiveMaximum"], bool):
+            hi = schema["exclusiveMaximum"] - (1 if typ == "integer" else 1e-6)
+        lo = float(lo) if lo is not None else 0.0
+        hi = float(hi) if hi is not None else lo + 100.0
+        if typ == "integer":
+            lo_i, hi_i = math.ceil(lo), math.floor(hi)
+            return lo_i + _hash_int(seed, _path) % max(hi_i - lo_i + 1, 1)
+        frac = (_hash_int(seed, _path) % 10_000) / 10_000
+        return round(lo + frac * (hi - lo), 4)
+    if typ == "boolean":
+        return bool(_hash_int(seed, _path) % 2)
+    if typ == "null":
+        return None
+    text = f"filler {_path.rsplit('.', 1)[-1]} {_hash_int(seed, _path) % 1000}"
+    min_len = int(schema.get("minLength", 0))
+    if len(text) < min_len:
+        text = text + "x" * (min_len - len(text))
+    if "maxLength" in schema:
+        text = text[: int(schema["maxLength"])]
+    return text
+
+
+def default_responder(messages: list[dict[str, str]], params: dict[str, Any]) -> str:
+    """Echo the last user message; with a schema, JSON filling it (deterministic per prompt)."""
+    prompt = "\n".join(m["content"] for m in messages)
+    if params.get("json_schema") is not None:
+        return json.dumps(fill_schema(params["json_schema"], prompt), ensure_ascii=False)
+    if params.get("json_mode"):
+        return json.dumps({"echo": messages[-1]["content"] if messages else ""}, ensure_ascii=False)
+    last_user = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
+    return f"echo: {last_user}"
+
+
+def _count_tokens(text: str) -> int:
+    """Whitespace-separated words: predictable in tests and the same for both protocols."""
+    return len(text.split())
+
