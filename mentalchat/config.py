@@ -17,6 +17,8 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from mentalchat.errors import MentalchatError
+
 __all__ = [
     "ConfigError",
     "StrictModel",
@@ -25,12 +27,14 @@ __all__ = [
     "load_config_dict",
     "load_stage_config",
     "parse_override",
+    "section_config",
+    "validate_section",
 ]
 
 T = TypeVar("T", bound=BaseModel)
 
 
-class ConfigError(ValueError):
+class ConfigError(MentalchatError, ValueError):
     """A config file or override that cannot be used; the message names the file and key."""
 
 
@@ -89,13 +93,14 @@ def load_config_dict(path: str | Path) -> dict[str, Any]:
     """Read a YAML config file; ``include:`` (a path or list, relative to the file) merges bases first."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
+        raise ConfigError(f"config file not found: {path}", path=path)
     try:
         doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
-        raise ConfigError(f"{where}: invalid YAML: {exc}") from exc
+        line = mark.line + 1 if mark is not None else None
+        where = f"{path}:{line}" if line is not None else str(path)
+        raise ConfigError(f"{where}: invalid YAML: {exc}", path=path, line=line) from exc
     if not isinstance(doc, dict):
         raise ConfigError(f"{path}: top level must be a mapping")
     includes = doc.pop("include", None) or []
@@ -138,20 +143,25 @@ def validate_section(
         raise ConfigError(_format_validation(err, source, section)) from None
 
 
-def load_stage_config(
-    cls: type[T], path: str | Path, overrides: list[str] | None = None, *, section: str
-) -> T:
-    """Load one stage's config class from a YAML file plus overrides.
+def section_config(cls: type[T], doc: dict[str, Any], section: str, *, source: str = "<config>") -> T:
+    """Validate one stage's section of a loaded document as ``cls``.
 
     Shared top-level sections (``engines``, ``run``) are copied into the stage section when the
     stage config declares a field of that name and the section does not set it itself.
     """
-    doc = apply_overrides(load_config_dict(path), overrides or [], section=section)
     stage = dict(doc.get(section) or {})
     for shared in ("engines", "run"):
         if shared in cls.model_fields and shared not in stage and shared in doc:
             stage[shared] = doc[shared]
-    return validate_section(cls, {section: stage}, section, source=str(path))
+    return validate_section(cls, {section: stage}, section, source=source)
+
+
+def load_stage_config(
+    cls: type[T], path: str | Path, overrides: list[str] | None = None, *, section: str
+) -> T:
+    """Load one stage's config class from a YAML file plus overrides (see :func:`section_config`)."""
+    doc = apply_overrides(load_config_dict(path), overrides or [], section=section)
+    return section_config(cls, doc, section, source=str(path))
 
 
 def config_hash(model: BaseModel) -> str:

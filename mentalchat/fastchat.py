@@ -26,6 +26,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from mentalchat.errors import MentalchatError
 from mentalchat.io import atomic_path, iter_jsonl
 from mentalchat.judge.parse import parse_judgment
 from mentalchat.judge.rubric import METRICS
@@ -49,7 +50,7 @@ __all__ = [
 DEFAULT_PROMPT_NAME = "mentalchat-single-v1"
 
 
-class FastChatFormatError(ValueError):
+class FastChatFormatError(MentalchatError, ValueError):
     """A FastChat file that cannot be read; the message names the file and line."""
 
 

@@ -15,6 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from mentalchat.errors import InputError, MentalchatError
+
 __all__ = ["atomic_dir", "atomic_path", "iter_jsonl", "read_done_marker", "write_done_marker", "write_json_atomic"]
 
 DONE_MARKER = "_MENTALCHAT_DONE.json"
@@ -83,17 +85,25 @@ def read_done_marker(folder: str | Path) -> dict[str, Any] | None:
         return None
 
 
-def iter_jsonl(path: str | Path, *, error: type[Exception] = ValueError) -> Iterator[tuple[int, dict[str, Any]]]:
+def iter_jsonl(path: str | Path, *, error: type[Exception] = InputError) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield (line number, record) for each non-blank line of a JSONL file.
 
     A file that cannot be opened, a line that is not JSON or not a JSON object raises ``error``
-    with a message naming the file and line, so every reader reports bad input the same way.
+    with a message naming the file and line (and, for a :class:`MentalchatError`, ``path`` and
+    ``line`` attributes), so every reader reports bad input the same way.
     """
     path = Path(path)
+
+    def fail(line: int | None, message: str) -> Exception:
+        where = f"{path}:{line}" if line is not None else str(path)
+        if issubclass(error, MentalchatError):
+            return error(f"{where}: {message}", path=path, line=line)
+        return error(f"{where}: {message}")
+
     try:
         fh = open(path, encoding="utf-8")
     except OSError as exc:
-        raise error(f"{path}: cannot open: {exc.strerror}") from None
+        raise fail(None, f"cannot open: {exc.strerror}") from None
     with fh:
         for line_no, line in enumerate(fh, 1):
             if not line.strip():
@@ -101,7 +111,7 @@ def iter_jsonl(path: str | Path, *, error: type[Exception] = ValueError) -> Iter
             try:
                 rec = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise error(f"{path}:{line_no}: invalid JSON: {exc.msg}") from None
+                raise fail(line_no, f"invalid JSON: {exc.msg}") from None
             if not isinstance(rec, dict):
-                raise error(f"{path}:{line_no}: expected a JSON object")
+                raise fail(line_no, "expected a JSON object")
             yield line_no, rec

@@ -16,6 +16,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from mentalchat.errors import MentalchatError
 from mentalchat.io import atomic_path
 
 __all__ = [
@@ -32,7 +33,7 @@ META_TABLE = b"mentalchat.table"
 META_VERSION = b"mentalchat.schema_version"
 
 
-class SchemaError(ValueError):
+class SchemaError(MentalchatError, ValueError):
     """A Parquet file that does not match its table's schema; the message names the file."""
 
 

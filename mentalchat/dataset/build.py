@@ -33,6 +33,7 @@ from mentalchat.dataset.crisis import audit_pair
 from mentalchat.dataset.readers import read_transcripts
 from mentalchat.engine.config import EngineConfig
 from mentalchat.engine.types import ChatResult, SamplingConfig
+from mentalchat.errors import MentalchatError
 from mentalchat.io import atomic_dir, write_done_marker, write_json_atomic
 from mentalchat.schemas import PAGES, QA_PAIRS, REJECTS, write_table
 
@@ -41,7 +42,7 @@ __all__ = ["BuildError", "build_dataset", "bundled_transcripts", "pair_id", "res
 log = logging.getLogger(__name__)
 
 
-class BuildError(RuntimeError):
+class BuildError(MentalchatError, RuntimeError):
     """The build cannot produce a dataset (nothing is published)."""
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mentalchat.engine.types import ChatMessage, ChatRequest, ChatResult, SamplingConfig
+from mentalchat.errors import MentalchatError
 
 __all__ = [
     "PROMPT_VERSION",
@@ -83,7 +84,7 @@ def build_request(
     )
 
 
-class ParseError(ValueError):
+class ParseError(MentalchatError, ValueError):
     """The model's text holds no question/answer pair."""
 
 

@@ -47,6 +47,7 @@ from mentalchat.engine.config import EngineConfig
 from mentalchat.engine.limiter import RAY_NAMESPACE, AsyncLimiter, ClusterLimiter, get_limiter, limiter_name
 from mentalchat.engine.pricing import call_cost, is_local_url, resolve_price
 from mentalchat.engine.types import ChatRequest, ChatResult, SamplingConfig, request_key
+from mentalchat.errors import MentalchatError
 
 __all__ = [
     "BudgetGuard",
@@ -259,7 +260,7 @@ class RawResponse:
     refusal: str | None = None  # the provider declined (safety / policy); text is then None
 
 
-class CallError(Exception):
+class CallError(MentalchatError):
     """A failed attempt, already classified and scrubbed by the backend."""
 
     def __init__(

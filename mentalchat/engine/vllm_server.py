@@ -23,6 +23,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 
+from mentalchat.errors import MentalchatError
 from mentalchat.models.kit import resolve_model
 
 __all__ = ["VLLMServer", "VLLMServerError", "free_port"]
@@ -48,7 +49,7 @@ def _live_group_members(pgid: int) -> list[int]:
     return members
 
 
-class VLLMServerError(RuntimeError):
+class VLLMServerError(MentalchatError, RuntimeError):
     """The server did not come up (or died); the message carries the tail of its log."""
 
 

@@ -21,6 +21,7 @@ from typing import Any, Literal
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from mentalchat.errors import MentalchatError
 from mentalchat.schemas import read_table
 
 __all__ = [
@@ -47,7 +48,7 @@ INSTRUCTION_TEMPLATE_NO_SYSTEM = "### Client\n{input}\n\n### Counsellor\n"
 _SENTINEL = "\u2063MENTALCHAT-SYSTEM\u2063"
 
 
-class DataError(ValueError):
+class DataError(MentalchatError, ValueError):
     """Training data that cannot be used; the message names the dataset and configuration."""
 
 

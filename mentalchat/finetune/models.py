@@ -14,6 +14,7 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
+from mentalchat.errors import MentalchatError
 from mentalchat.models.kit import cache_root, resolve_model
 
 __all__ = ["ModelPathError", "check_model", "materialize_model"]
@@ -22,7 +23,7 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9_.-]+$")
 _URI = re.compile(r"^[a-z][a-z0-9+.-]*://")
 
 
-class ModelPathError(ValueError):
+class ModelPathError(MentalchatError, ValueError):
     """A base model that cannot be found; the message names the spec."""
 
 

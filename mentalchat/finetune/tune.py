@@ -27,6 +27,7 @@ from typing import Any
 import pyarrow as pa
 
 from mentalchat.config import ConfigError
+from mentalchat.errors import MentalchatError
 from mentalchat.finetune.config import FinetuneConfig, TrialSpec
 from mentalchat.finetune.data import Split, make_splits
 from mentalchat.finetune.models import check_model
@@ -54,7 +55,7 @@ ADAPTER_FILES = (
 )
 
 
-class FinetuneError(RuntimeError):
+class FinetuneError(MentalchatError, RuntimeError):
     """One or more trials failed; the message lists them with their errors."""
 
 

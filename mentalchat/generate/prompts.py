@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from mentalchat.engine.types import ChatMessage
+from mentalchat.errors import MentalchatError
 from mentalchat.finetune.data import (
     INSTRUCTION_TEMPLATE,
     INSTRUCTION_TEMPLATE_NO_SYSTEM,
@@ -26,7 +27,7 @@ from mentalchat.io import atomic_dir
 __all__ = ["ModelPrompts", "PromptFormatError", "instruction_chat_template", "prepare_prompts"]
 
 
-class PromptFormatError(ValueError):
+class PromptFormatError(MentalchatError, ValueError):
     """A base model whose prompt format cannot be reproduced at answer time."""
 
 

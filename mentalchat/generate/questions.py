@@ -9,10 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from mentalchat.errors import MentalchatError
+
 __all__ = ["Question", "QuestionError", "load_questions"]
 
 
-class QuestionError(ValueError):
+class QuestionError(MentalchatError, ValueError):
     """A question file that cannot be used; the message names the file and line (or row)."""
 
 

@@ -13,12 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mentalchat.engine.types import ChatMessage
+from mentalchat.errors import MentalchatError
 from mentalchat.io import iter_jsonl
 
 __all__ = ["FastChatPrompt", "FastChatPromptError", "load_fastchat_prompt"]
 
 
-class FastChatPromptError(ValueError):
+class FastChatPromptError(MentalchatError, ValueError):
     """A judge-prompt file or record that cannot be used; names the file and line."""
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from mentalchat.errors import MentalchatError
 from mentalchat.judge.parse import resolve_metric_name
 from mentalchat.judge.rubric import METRICS, SCORE_MAX, SCORE_MIN
 from mentalchat.schemas import JUDGMENTS
@@ -30,7 +31,7 @@ _REQUIRED = ("rater", "question_id", "model")
 _OPTIONAL = {"overall", "explanation", "comment", "base_model", "data_config"}
 
 
-class HumanRatingsError(ValueError):
+class HumanRatingsError(MentalchatError, ValueError):
     """A ratings file that cannot be used; the message names the file, line and column."""
 
 

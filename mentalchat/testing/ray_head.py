@@ -21,12 +21,14 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from mentalchat.errors import MentalchatError
+
 __all__ = ["JobOutcome", "RayHead", "RayHeadError", "free_ports", "ray_head", "submit_job"]
 
 BIN = Path(sys.executable).parent
 
 
-class RayHeadError(RuntimeError):
+class RayHeadError(MentalchatError, RuntimeError):
     """``ray start --head`` failed; the message carries its output."""
 
 
