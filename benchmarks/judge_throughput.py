@@ -75,8 +75,8 @@ def _inputs(folder: Path, n_items: int) -> tuple[Path, Path, list[tuple[str, str
 
 
 def run_mentalchat(base_url: str, qpath: Path, apath: Path, out: Path, rps: float, concurrency: int) -> tuple[float, int, int]:
+    import mentalchat.core.fastchat  # noqa: F401
     import mentalchat.engine.openai_backend  # noqa: F401 - import cost is paid once per process, not per run
-    import mentalchat.fastchat  # noqa: F401
     from mentalchat.judge.config import JudgeConfig
     from mentalchat.judge.run import run_judge
 
@@ -99,10 +99,10 @@ def run_baseline(base_url: str, qpath: Path, apath: Path, pairs: list[tuple[str,
     """FastChat-style: one thread per parallel call, fixed 10 s sleep after any API error."""
     import openai
 
+    from mentalchat.core.questions import load_questions
+    from mentalchat.core.rubric import judgment_json_schema
     from mentalchat.judge.prompts import render_prompt
-    from mentalchat.judge.rubric import judgment_json_schema
     from mentalchat.judge.run import load_answers
-    from mentalchat.generate.questions import load_questions
 
     questions = {q.question_id: q.text for q in load_questions(qpath)}
     answers = {(a.question_id, a.model): a.answer for a in load_answers([apath])}

@@ -167,7 +167,8 @@ def unpacked_padding_share(split_train: Any, *, model: str = PADDING_MODEL, sour
     512 answer tokens, micro-batch 16): the tiny benchmark model's toy tokenizer cuts nearly every
     row to the same length, which would make any padding figure zero.
     """
-    from mentalchat.finetune.data import PromptFormatter, encode_rows
+    from mentalchat.core.prompt_format import PromptFormatter
+    from mentalchat.finetune.data import encode_rows
     from mentalchat.finetune.recipe import build_trainer, load_tokenizer
     from mentalchat.models.kit import resolve_model
 
@@ -207,7 +208,8 @@ def main() -> None:
 
     import ray
 
-    from mentalchat.finetune.data import PromptFormatter, encode_rows, split_table
+    from mentalchat.core.prompt_format import PromptFormatter
+    from mentalchat.finetune.data import encode_rows, split_table
     from mentalchat.finetune.recipe import load_tokenizer
     from mentalchat.models.kit import resolve_model
     from mentalchat.schemas import get_table

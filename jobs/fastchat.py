@@ -31,10 +31,10 @@ def main(argv: list[str] | None = None) -> int:
     exp.add_argument("--output", required=True)
     args = ap.parse_args(argv)
 
-    from mentalchat import fastchat
+    from mentalchat.core import fastchat
+    from mentalchat.core.model_names import paper_model_map
     from mentalchat.io import atomic_dir
     from mentalchat.schemas import SchemaError, read_table, write_table
-    from mentalchat.stats.models_map import paper_model_map
 
     try:
         with atomic_dir(args.output) as tmp:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Self
 
 __all__ = [
+    "DataError",
     "InputError",
     "InputNotFoundError",
     "MentalchatError",
@@ -51,6 +52,11 @@ class MentalchatError(Exception):
 
 class InputError(MentalchatError, ValueError):
     """An input (file, table, argument) that cannot be used; the message says what and where."""
+
+
+class DataError(InputError):
+    """Training or evaluation data that cannot be used (an empty configuration, a prompt that does
+    not fit); the message names the dataset and what is wrong."""
 
 
 class InputNotFoundError(MentalchatError, FileNotFoundError):

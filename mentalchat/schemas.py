@@ -372,7 +372,7 @@ MANIFEST = register_table(
 )
 
 # --- Stage 5 (mentalchat.stats): statistics tables ---------------------------------------------
-# metric: one of the seven metric names, "overall" or "mean_of_7" (mentalchat.judge.rubric).
+# metric: one of the seven metric names, "overall" or "mean_of_7" (mentalchat.core.rubric).
 MEANS = register_table(
     TableSpec(
         name="means",

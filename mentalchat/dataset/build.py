@@ -27,9 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from mentalchat.config import ConfigError, config_hash
+from mentalchat.core.crisis_rules import audit_pair
 from mentalchat.dataset import paraphrase
 from mentalchat.dataset.config import DatasetConfig, DeidConfig, engine_is_local
-from mentalchat.dataset.crisis import audit_pair
 from mentalchat.dataset.readers import read_transcripts
 from mentalchat.engine.config import EngineConfig
 from mentalchat.engine.types import ChatResult, SamplingConfig

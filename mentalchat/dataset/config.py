@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, model_validator
 
 from mentalchat.config import ConfigError, StrictModel
+from mentalchat.core.prompt_format import DEFAULT_INSTRUCTION
 from mentalchat.engine.config import EngineConfig
 
 __all__ = [
@@ -20,13 +21,6 @@ __all__ = [
     "SyntheticConfig",
     "engine_is_local",
 ]
-
-# The fixed instruction stored with every pair (the MentalChat16K schema's ``instruction``).
-DEFAULT_INSTRUCTION = (
-    "You are a supportive mental health counsellor. Read what the person shares, show that you "
-    "understand how they feel, and answer with warmth, clarity and practical next steps. If they "
-    "may be in danger, urge them to get immediate help from a crisis line or emergency services."
-)
 
 # The loudly named switch that lets interview pages (de-identified) go to a non-local endpoint.
 REMOTE_OVERRIDE = "allow_remote_paraphrase_i_accept_phi_leaves_cluster"

@@ -1,7 +1,7 @@
 """Stage 2: QLoRA fine-tuning on Ray Train, one Ray Tune experiment over models × data configurations.
 
 ``run_finetune(cfg, dataset, output)`` is the entry point (``jobs/finetune.py`` wraps it);
-:class:`~mentalchat.finetune.data.PromptFormatter` renders prompts exactly as training saw them.
+:class:`~mentalchat.core.prompt_format.PromptFormatter` renders prompts exactly as training saw them.
 Heavy imports (Ray, torch, TRL) happen inside the functions that need them.
 """
 

@@ -112,7 +112,8 @@ def train_worker(config: dict[str, Any]) -> dict[str, Any]:
     import ray.train.torch
     import torch
 
-    from mentalchat.finetune.data import PromptFormatter, encode_rows
+    from mentalchat.core.prompt_format import PromptFormatter
+    from mentalchat.finetune.data import encode_rows
     from mentalchat.finetune.models import materialize_model
     from mentalchat.finetune.recipe import build_trainer, load_tokenizer
 

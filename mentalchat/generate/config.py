@@ -84,6 +84,6 @@ class GenerateConfig(StrictModel):
     def instruction_text(self) -> str:
         if self.instruction is not None:
             return self.instruction
-        from mentalchat.dataset.config import DEFAULT_INSTRUCTION
+        from mentalchat.core.prompt_format import DEFAULT_INSTRUCTION
 
         return DEFAULT_INSTRUCTION

@@ -1,6 +1,6 @@
 """Prompt formats at answer time, identical to what fine-tuning trained on.
 
-The format is decided per base model by :class:`mentalchat.finetune.data.PromptFormatter` (the
+The format is decided per base model by :class:`mentalchat.core.prompt_format.PromptFormatter` (the
 same class the trainer uses): the tokenizer's chat template when it has one, else the project's
 instruction format. The engines render prompts through a chat template, so for instruction-format
 models this module writes a tokenizer copy whose chat template *is* the instruction format, and
@@ -15,13 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mentalchat.core.prompt_format import INSTRUCTION_TEMPLATE, INSTRUCTION_TEMPLATE_NO_SYSTEM, PromptFormatter
 from mentalchat.engine.types import ChatMessage
 from mentalchat.errors import MentalchatError
-from mentalchat.finetune.data import (
-    INSTRUCTION_TEMPLATE,
-    INSTRUCTION_TEMPLATE_NO_SYSTEM,
-    PromptFormatter,
-)
 from mentalchat.io import atomic_dir
 
 __all__ = ["ModelPrompts", "PromptFormatError", "instruction_chat_template", "prepare_prompts"]

@@ -17,11 +17,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mentalchat.core.questions import Question, load_questions
 from mentalchat.engine.config import EngineConfig
 from mentalchat.engine.types import ChatRequest, ChatResult
 from mentalchat.generate.config import GenerateConfig
 from mentalchat.generate.prompts import ModelPrompts, prepare_prompts
-from mentalchat.generate.questions import Question, load_questions
 from mentalchat.io import atomic_dir, write_done_marker, write_json_atomic
 from mentalchat.schemas import get_table, write_table
 
@@ -123,7 +123,7 @@ def _format_setting(value: Any) -> str:
         return value
     if value.startswith("chat_template"):
         return "chat_template"
-    from mentalchat.finetune.data import INSTRUCTION_FORMAT_ID
+    from mentalchat.core.prompt_format import INSTRUCTION_FORMAT_ID
 
     return "instruction" if value == INSTRUCTION_FORMAT_ID else "auto"
 
@@ -221,7 +221,7 @@ def run_generate(
     output = Path(output)
     questions: list[Question] = load_questions(questions_path, limit=cfg.max_questions)
     if cfg.crisis_probes:
-        from mentalchat.judge.crisis_probe import load_probes
+        from mentalchat.core.crisis_probes import load_probes
 
         known = {q.question_id for q in questions}
         questions += [p for p in load_probes() if p.question_id not in known]
@@ -278,7 +278,7 @@ def run_generate(
     if not rows:
         raise RuntimeError(f"generate: every request failed; first error: {summary.failures[0]['error']}")
 
-    from mentalchat.fastchat import write_model_answers
+    from mentalchat.core.fastchat import write_model_answers
 
     with atomic_dir(output) as tmp:
         table = get_table("answers").from_rows(rows)

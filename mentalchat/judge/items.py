@@ -14,11 +14,11 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from mentalchat.core.rubric import judgment_json_schema
 from mentalchat.engine.types import ChatMessage, ChatRequest, SamplingConfig
 from mentalchat.judge.config import PromptSpec
 from mentalchat.judge.fastchat_prompt import load_fastchat_prompt
 from mentalchat.judge.prompts import CRISIS_SCHEMA, render_crisis_prompt, render_prompt
-from mentalchat.judge.rubric import judgment_json_schema
 
 __all__ = ["ItemKind", "PromptRenderer", "WorkItem", "build_request", "item_id", "make_renderer"]
 

@@ -3,15 +3,15 @@
 The version string is stored with every judgment, so a wording change is a new version and old
 scores stay comparable only with their own version. Two output modes share the wording: a JSON
 object (for judges that support structured output) and FastChat-style ``Metric: [[n]]`` lines
-(for judges that do not), which :func:`mentalchat.judge.parse.parse_judgment` reads.
+(for judges that do not), which :func:`mentalchat.core.judge_reply.parse_judgment` reads.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+from mentalchat.core.rubric import METRICS
 from mentalchat.engine.types import ChatMessage
-from mentalchat.judge.rubric import METRICS
 
 __all__ = ["PROMPT_VERSIONS", "CRISIS_PROMPT_VERSION", "render_crisis_prompt", "render_prompt"]
 

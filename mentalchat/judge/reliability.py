@@ -22,8 +22,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from typing import Any
 
+from mentalchat.core.rubric import METRICS, OVERALL
 from mentalchat.judge.items import WorkItem
-from mentalchat.judge.rubric import METRICS, OVERALL
 
 __all__ = [
     "EMPTY_MODEL",

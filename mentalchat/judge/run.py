@@ -29,17 +29,17 @@ from typing import Any
 
 import jsonschema
 
+from mentalchat.core.crisis_probes import load_probes, rule_check
+from mentalchat.core.judge_reply import parse_crisis_verdict, parse_judgment
+from mentalchat.core.questions import Question, load_questions
+from mentalchat.core.rubric import JUDGMENT_JSON_SCHEMA, METRICS, OVERALL
 from mentalchat.engine.config import EngineConfig
 from mentalchat.engine.types import ChatRequest, ChatResult
-from mentalchat.generate.questions import Question, load_questions
 from mentalchat.io import DONE_MARKER, write_done_marker, write_json_atomic
 from mentalchat.judge.config import JudgeConfig, JudgeSpec
-from mentalchat.judge.crisis_probe import load_probes, parse_crisis_verdict, rule_check
 from mentalchat.judge.items import PromptRenderer, WorkItem, build_request, make_renderer
-from mentalchat.judge.parse import parse_judgment
 from mentalchat.judge.prompts import CRISIS_PROMPT_VERSION
 from mentalchat.judge.reliability import control_items, reliability_rows
-from mentalchat.judge.rubric import JUDGMENT_JSON_SCHEMA, METRICS, OVERALL
 from mentalchat.judge.secrets import Redactor
 from mentalchat.judge.store import ProgressStore
 from mentalchat.schemas import get_table, read_table, write_table
@@ -91,10 +91,10 @@ def load_answers(paths: Sequence[str | Path]) -> list[AnswerRow]:
     """Answers from answers-table Parquet and FastChat ``model_answer`` JSONL (files or folders).
 
     FastChat model names are mapped to base model and data configuration with the paper's naming
-    map (:func:`mentalchat.stats.models_map.paper_model_map`); unknown names keep nulls.
+    map (:func:`mentalchat.core.model_names.paper_model_map`); unknown names keep nulls.
     """
-    from mentalchat.fastchat import read_model_answers
-    from mentalchat.stats.models_map import paper_model_map
+    from mentalchat.core.fastchat import read_model_answers
+    from mentalchat.core.model_names import paper_model_map
 
     tables = []
     for raw in paths:
@@ -762,8 +762,8 @@ def import_human_ratings(csv_path: str | Path, output: str | Path) -> Path:
     """
     import pyarrow.compute as pc
 
-    from mentalchat.judge.human import read_human_ratings
-    from mentalchat.stats.models_map import paper_model_map
+    from mentalchat.core.human_ratings import read_human_ratings
+    from mentalchat.core.model_names import paper_model_map
 
     output = Path(output)
     human = read_human_ratings(csv_path, paper_model_map())

@@ -27,7 +27,7 @@ from scipy.stats import spearmanr
 from sklearn.metrics import cohen_kappa_score
 from statsmodels.stats.inter_rater import fleiss_kappa
 
-from mentalchat.judge.rubric import ALL_SCORE_NAMES, MEAN_OF_7, SCORE_MAX, SCORE_MIN
+from mentalchat.core.rubric import ALL_SCORE_NAMES, MEAN_OF_7, SCORE_MAX, SCORE_MIN
 from mentalchat.stats.bootstrap import QuestionBootstrap
 from mentalchat.stats.data import ScoreCube
 

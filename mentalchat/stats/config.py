@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import Field
 
 from mentalchat.config import StrictModel
-from mentalchat.stats.models_map import ModelMapConfig
+from mentalchat.core.model_names import ModelMapConfig
 
 __all__ = ["StatsConfig"]
 

@@ -16,10 +16,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from mentalchat.judge.parse import resolve_metric_name
-from mentalchat.judge.rubric import ALL_SCORE_NAMES, MEAN_OF_7, METRICS, OVERALL
+from mentalchat.core.judge_reply import resolve_metric_name
+from mentalchat.core.model_names import ModelMapConfig
+from mentalchat.core.rubric import ALL_SCORE_NAMES, MEAN_OF_7, METRICS, OVERALL
 from mentalchat.schemas import JUDGMENTS, SchemaError
-from mentalchat.stats.models_map import ModelMapConfig
 
 __all__ = ["ScoreCube", "build_cube", "coverage_table"]
 

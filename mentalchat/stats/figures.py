@@ -19,7 +19,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from mentalchat.judge.rubric import MEAN_OF_7, METRICS, OVERALL  # noqa: E402
+from mentalchat.core.rubric import MEAN_OF_7, METRICS, OVERALL  # noqa: E402
 
 __all__ = [
     "agreement_heatmap",

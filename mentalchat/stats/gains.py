@@ -14,7 +14,7 @@ import pandas as pd
 from scipy.stats import wilcoxon
 from statsmodels.stats.multitest import multipletests
 
-from mentalchat.judge.rubric import ALL_SCORE_NAMES
+from mentalchat.core.rubric import ALL_SCORE_NAMES
 from mentalchat.stats.bootstrap import QuestionBootstrap
 from mentalchat.stats.config import StatsConfig
 from mentalchat.stats.data import ScoreCube

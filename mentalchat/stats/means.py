@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from mentalchat.judge.rubric import ALL_SCORE_NAMES
+from mentalchat.core.rubric import ALL_SCORE_NAMES
 from mentalchat.stats.bootstrap import QuestionBootstrap
 from mentalchat.stats.data import ScoreCube
 

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mentalchat.judge.rubric import MEAN_OF_7, METRICS, OVERALL
+from mentalchat.core.rubric import MEAN_OF_7, METRICS, OVERALL
 
 __all__ = ["Document", "build_report", "headline"]
 

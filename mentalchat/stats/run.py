@@ -18,9 +18,9 @@ import pandas as pd
 import pyarrow as pa
 
 from mentalchat.config import config_hash
-from mentalchat.fastchat import read_model_judgments
+from mentalchat.core.fastchat import read_model_judgments
+from mentalchat.core.human_ratings import read_human_ratings
 from mentalchat.io import atomic_dir, write_done_marker
-from mentalchat.judge.human import read_human_ratings
 from mentalchat.schemas import (
     AGREEMENT,
     COVERAGE,

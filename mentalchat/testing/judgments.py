@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pyarrow as pa
 
-from mentalchat.judge.rubric import METRICS
+from mentalchat.core.rubric import METRICS
 from mentalchat.schemas import JUDGMENTS
 
 __all__ = ["synthetic_judgments"]

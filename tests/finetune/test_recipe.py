@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from mentalchat.core.prompt_format import PromptFormatter
 from mentalchat.finetune.config import FinetuneConfig
-from mentalchat.finetune.data import PromptFormatter, encode_rows, select_config
+from mentalchat.finetune.data import encode_rows, select_config
 from mentalchat.finetune.recipe import build_trainer, load_tokenizer
 from mentalchat.schemas import get_table
 from mentalchat.testing.finetune_data import qa_rows

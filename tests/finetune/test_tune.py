@@ -19,8 +19,9 @@ from pathlib import Path
 import pytest
 
 from mentalchat.config import load_stage_config
+from mentalchat.core.prompt_format import INSTRUCTION_FORMAT_ID, PromptFormatter
 from mentalchat.finetune.config import FinetuneConfig
-from mentalchat.finetune.data import INSTRUCTION_FORMAT_ID, DataError, PromptFormatter
+from mentalchat.finetune.data import DataError
 from mentalchat.finetune.models import ModelPathError
 from mentalchat.finetune.tune import plan_experiment, run_finetune
 from mentalchat.io import read_done_marker

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from transformers import AutoTokenizer
 
-from mentalchat.finetune.data import INSTRUCTION_FORMAT_ID, PromptFormatter
+from mentalchat.core.prompt_format import INSTRUCTION_FORMAT_ID, PromptFormatter
 from mentalchat.generate.prompts import instruction_chat_template, prepare_prompts
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from mentalchat.config import load_stage_config
-from mentalchat.fastchat import read_model_answers
+from mentalchat.core.fastchat import read_model_answers
 from mentalchat.generate.config import GenerateConfig
 from mentalchat.generate.run import answer_models, read_adapters, run_generate
 from mentalchat.schemas import get_table, read_table, write_table

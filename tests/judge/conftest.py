@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from mentalchat.judge.rubric import METRICS
+from mentalchat.core.rubric import METRICS
 from mentalchat.schemas import get_table, write_table
 
 ANSWER_MARK = "<assistant_reply>\n"

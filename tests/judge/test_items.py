@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from mentalchat.core.rubric import METRICS
 from mentalchat.engine.types import SamplingConfig
 from mentalchat.judge.config import PromptSpec
 from mentalchat.judge.items import WorkItem, build_request, item_id, make_renderer
-from mentalchat.judge.rubric import METRICS
 
 
 def _item(**over) -> WorkItem:

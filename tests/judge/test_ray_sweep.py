@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from mentalchat.core.rubric import METRICS
 from mentalchat.judge.config import JudgeConfig
-from mentalchat.judge.rubric import METRICS
 from mentalchat.judge.run import run_judge
 from mentalchat.schemas import read_table
 from mentalchat.testing.fault_server import FaultServer

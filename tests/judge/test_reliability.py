@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
+from mentalchat.core.rubric import METRICS, OVERALL
 from mentalchat.judge.items import WorkItem
 from mentalchat.judge.reliability import EMPTY_MODEL, FILLER_PARAGRAPHS, control_items, pad_answer, reliability_rows
-from mentalchat.judge.rubric import METRICS, OVERALL
 
 
 def _main(n: int) -> list[WorkItem]:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from mentalchat.judge.rubric import METRICS
+from mentalchat.core.rubric import METRICS
 from mentalchat.schemas import read_table
 from mentalchat.testing.fault_server import FaultServer
 

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
+from mentalchat.core.rubric import METRICS, judgment_json_schema
 from mentalchat.judge.config import JudgeConfig
 from mentalchat.judge.run import BUDGET_SKIP, run_judge
-from mentalchat.judge.rubric import METRICS, judgment_json_schema
 from mentalchat.schemas import read_table
 from mentalchat.testing.fault_server import Fault, FaultServer, fill_schema
 

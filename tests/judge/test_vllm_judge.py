@@ -8,8 +8,8 @@ from pathlib import Path
 import jsonschema
 import pytest
 
+from mentalchat.core.rubric import METRICS, judgment_json_schema
 from mentalchat.judge.config import JudgeConfig
-from mentalchat.judge.rubric import METRICS, judgment_json_schema
 from mentalchat.judge.run import run_judge
 from mentalchat.schemas import read_table
 

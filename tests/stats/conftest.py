@@ -6,7 +6,7 @@ from collections.abc import Iterable
 
 import pyarrow as pa
 
-from mentalchat.judge.rubric import METRICS
+from mentalchat.core.rubric import METRICS
 from mentalchat.schemas import JUDGMENTS
 
 

@@ -11,7 +11,7 @@ from scipy.stats import spearmanr
 from sklearn.metrics import cohen_kappa_score
 from statsmodels.stats.inter_rater import aggregate_raters, fleiss_kappa
 
-from mentalchat.judge.rubric import ALL_SCORE_NAMES, MEAN_OF_7, METRICS, OVERALL
+from mentalchat.core.rubric import ALL_SCORE_NAMES, MEAN_OF_7, METRICS, OVERALL
 from mentalchat.stats.agreement import agreement_table, kappa_from_confusion
 from mentalchat.stats.bootstrap import QuestionBootstrap
 from mentalchat.stats.data import build_cube

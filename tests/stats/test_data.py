@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mentalchat.judge.rubric import ALL_SCORE_NAMES, MEAN_OF_7, METRICS, OVERALL
+from mentalchat.core.model_names import paper_model_map
+from mentalchat.core.rubric import ALL_SCORE_NAMES, MEAN_OF_7, METRICS, OVERALL
 from mentalchat.schemas import JUDGMENTS, SchemaError
 from mentalchat.stats.data import build_cube, coverage_table
-from mentalchat.stats.models_map import paper_model_map
 
 from .conftest import judgments
 

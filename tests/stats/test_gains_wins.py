@@ -8,7 +8,7 @@ import pytest
 from scipy.stats import wilcoxon
 from statsmodels.stats.multitest import multipletests
 
-from mentalchat.judge.rubric import MEAN_OF_7, METRICS
+from mentalchat.core.rubric import MEAN_OF_7, METRICS
 from mentalchat.stats.bootstrap import QuestionBootstrap
 from mentalchat.stats.config import StatsConfig
 from mentalchat.stats.data import build_cube

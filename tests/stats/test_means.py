@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mentalchat.judge.rubric import MEAN_OF_7, METRICS
+from mentalchat.core.rubric import MEAN_OF_7, METRICS
 from mentalchat.stats.bootstrap import QuestionBootstrap
 from mentalchat.stats.data import build_cube
 from mentalchat.stats.means import means_table

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from mentalchat.core.rubric import ALL_SCORE_NAMES, METRICS
 from mentalchat.io import read_done_marker
-from mentalchat.judge.rubric import ALL_SCORE_NAMES, METRICS
 from mentalchat.schemas import QA_PAIRS, TABLES, read_table, write_table
 from mentalchat.stats.config import StatsConfig
 from mentalchat.stats.run import run_stats

@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from mentalchat.generate.questions import QuestionError, load_questions
+from mentalchat.core.questions import QuestionError, load_questions
 
 
 def test_fastchat_jsonl_and_parquet_agree(tmp_path: Path) -> None:

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from mentalchat.judge.human import HumanRatingsError, read_human_ratings
-from mentalchat.judge.rubric import METRIC_KEYS, METRICS
-from mentalchat.stats.models_map import paper_model_map
+from mentalchat.core.human_ratings import HumanRatingsError, read_human_ratings
+from mentalchat.core.model_names import paper_model_map
+from mentalchat.core.rubric import METRIC_KEYS, METRICS
 
 
 def _write(path: Path, header: list[str], rows: list[list[str]]) -> Path:

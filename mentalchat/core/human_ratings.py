@@ -18,11 +18,11 @@ from typing import Any
 
 import pyarrow as pa
 
+from mentalchat.core.judge_reply import resolve_metric_name
+from mentalchat.core.model_names import ModelMapConfig
+from mentalchat.core.rubric import METRICS, SCORE_MAX, SCORE_MIN
 from mentalchat.errors import MentalchatError
-from mentalchat.judge.parse import resolve_metric_name
-from mentalchat.judge.rubric import METRICS, SCORE_MAX, SCORE_MIN
 from mentalchat.schemas import JUDGMENTS
-from mentalchat.stats.models_map import ModelMapConfig
 
 __all__ = ["HUMAN_PREFIX", "HumanRatingsError", "read_human_ratings"]
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from mentalchat.dataset.crisis import audit_pair, find_escalation, flag_crisis, has_escalation
+from mentalchat.core.crisis_rules import audit_pair, find_escalation, flag_crisis, has_escalation
 
 
 def test_every_bundled_crisis_probe_is_flagged_in_its_category(repo_root: Path) -> None:

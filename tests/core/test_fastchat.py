@@ -8,7 +8,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from mentalchat.fastchat import (
+from mentalchat.core.fastchat import (
     FastChatFormatError,
     format_judgment_text,
     read_fastchat_dir,
@@ -19,10 +19,10 @@ from mentalchat.fastchat import (
     write_model_judgments,
     write_questions,
 )
-from mentalchat.judge.parse import parse_judgment
-from mentalchat.judge.rubric import METRICS
+from mentalchat.core.judge_reply import parse_judgment
+from mentalchat.core.model_names import paper_model_map
+from mentalchat.core.rubric import METRICS
 from mentalchat.schemas import ANSWERS, JUDGMENTS
-from mentalchat.stats.models_map import paper_model_map
 
 
 def _jsonl(path: Path, records: list) -> Path:
@@ -187,7 +187,7 @@ def test_convert_cli_both_ways(fastchat_dir: Path, tmp_path: Path) -> None:
 
     from mentalchat.schemas import read_table
 
-    script = Path(__file__).resolve().parents[1] / "jobs" / "fastchat.py"
+    script = Path(__file__).resolve().parents[2] / "jobs" / "fastchat.py"
     imp = subprocess.run([sys.executable, str(script), "import", "--fastchat", str(fastchat_dir),
                           "--output", str(tmp_path / "imp")], capture_output=True, text=True, timeout=300)
     assert imp.returncode == 0, imp.stderr

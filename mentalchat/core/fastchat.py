@@ -8,7 +8,7 @@ and FastChat tools can show our judgments.
 Two FastChat habits are corrected on the way in: the model name is the answer file's stem (as
 FastChat itself does), not the record's ``model_id`` (often a hub path); and a judgment's
 ``score`` field (FastChat's first ``[[n]]`` in the text, often a metric) is ignored in favour of
-:func:`mentalchat.judge.parse.parse_judgment`, which reads each metric by name. On the way out
+:func:`mentalchat.core.judge_reply.parse_judgment`, which reads each metric by name. On the way out
 ``score`` is the overall rating. Malformed lines raise :class:`FastChatFormatError` naming the
 file and line.
 """
@@ -26,12 +26,12 @@ from typing import Any
 
 import pyarrow as pa
 
+from mentalchat.core.judge_reply import parse_judgment
+from mentalchat.core.model_names import ModelMapConfig
+from mentalchat.core.rubric import METRICS
 from mentalchat.errors import MentalchatError
 from mentalchat.io import atomic_path, iter_jsonl
-from mentalchat.judge.parse import parse_judgment
-from mentalchat.judge.rubric import METRICS
 from mentalchat.schemas import ANSWERS, JUDGMENTS
-from mentalchat.stats.models_map import ModelMapConfig
 
 __all__ = [
     "FastChatData",

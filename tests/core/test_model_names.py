@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from mentalchat.config import ConfigError, validate_section
+from mentalchat.core.model_names import ModelMapConfig, ModelRule, paper_model_map
 from mentalchat.stats.config import StatsConfig
-from mentalchat.stats.models_map import ModelMapConfig, ModelRule, paper_model_map
 
 PAPER = {
     "Llama-2-7b-hf": ("Llama-2-7b-hf", "base"),

@@ -7,14 +7,8 @@ import json
 import jsonschema
 import pytest
 
-from mentalchat.judge.parse import measure_coverage, parse_judgment, resolve_metric_name
-from mentalchat.judge.rubric import (
-    JUDGMENT_JSON_SCHEMA,
-    KEY_TO_METRIC,
-    METRIC_KEYS,
-    METRICS,
-    judgment_json_schema,
-)
+from mentalchat.core.judge_reply import measure_coverage, parse_judgment, resolve_metric_name
+from mentalchat.core.rubric import JUDGMENT_JSON_SCHEMA, KEY_TO_METRIC, METRIC_KEYS, METRICS, judgment_json_schema
 
 SCORES = [8, 7, 9, 6, 7, 5, 8]
 

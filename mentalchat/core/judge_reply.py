@@ -1,13 +1,15 @@
 """Read the seven metric scores, the overall rating and the explanation out of a judge's reply.
 
-Judges answer in JSON (structured output, :data:`mentalchat.judge.rubric.JUDGMENT_JSON_SCHEMA`)
+The same module reads a judge's verdict on a crisis probe (:func:`parse_crisis_verdict`).
+
+Judges answer in JSON (structured output, :data:`mentalchat.core.rubric.JUDGMENT_JSON_SCHEMA`)
 when they can and in free text when they cannot; published judgments (FastChat's llm_judge)
 are free text such as ``**Active Listening:** [[8]]``. :func:`parse_judgment` tries JSON first
 (bare, fenced or embedded in prose), then reads metric labels from the text, so one function
 serves live judges and imported files. It never raises on judge output: what it cannot read
 becomes ``None`` with a note, and the status says how complete the result is.
 
-``python -m mentalchat.judge.parse FOLDER...`` reports how many metric scores it reads in a set
+``python -m mentalchat.core.judge_reply FOLDER...`` reports how many metric scores it reads in a set
 of FastChat ``model_judgment`` files.
 """
 
@@ -24,14 +26,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from mentalchat.core.rubric import KEY_TO_METRIC, METRICS, OVERALL, SCORE_MAX, SCORE_MIN
 from mentalchat.io import iter_jsonl
-from mentalchat.judge.rubric import KEY_TO_METRIC, METRICS, OVERALL, SCORE_MAX, SCORE_MIN
 
 __all__ = [
     "ParseStatus",
     "ParsedJudgment",
     "ScoreCoverage",
     "measure_coverage",
+    "parse_crisis_verdict",
     "parse_judgment",
     "resolve_metric_name",
 ]
@@ -575,9 +578,36 @@ def measure_coverage(files: Iterable[str | Path]) -> ScoreCoverage:
     return cov
 
 
+# ---------------------------------------------------------------------------------------------
+# Crisis-probe verdicts
+
+_VERDICT_RE = re.compile(r"\[\[\s*(yes|no)\s*\]\]", re.I)
+
+
+def parse_crisis_verdict(text: str | None) -> tuple[bool | None, str | None]:
+    """Read a judge's escalation verdict: JSON ``{"escalates": bool, "reason": str}`` or ``[[YES]]``/``[[NO]]``."""
+    if not text or not text.strip():
+        return None, None
+    stripped = text.strip()
+    fence = re.search(r"\{.*\}", stripped, re.S)
+    if fence:
+        try:
+            obj = json.loads(fence.group(0))
+        except json.JSONDecodeError:
+            obj = None
+        if isinstance(obj, dict) and isinstance(obj.get("escalates"), bool):
+            reason = obj.get("reason")
+            return obj["escalates"], reason if isinstance(reason, str) else None
+    hits = _VERDICT_RE.findall(stripped)
+    if hits:
+        reason = _VERDICT_RE.sub("", stripped).strip() or None
+        return hits[-1].lower() == "yes", reason
+    return None, None
+
+
 def _main(argv: list[str]) -> int:
     if not argv:
-        print("usage: python -m mentalchat.judge.parse FOLDER_OR_FILE...", file=sys.stderr)
+        print("usage: python -m mentalchat.core.judge_reply FOLDER_OR_FILE...", file=sys.stderr)
         return 2
     files: list[Path] = []
     for arg in argv:

@@ -49,7 +49,7 @@ def _from_record(rec: object, where: str) -> Question:
 
 
 def _load_jsonl(path: Path) -> list[Question]:
-    from mentalchat.fastchat import FastChatFormatError, read_questions
+    from mentalchat.core.fastchat import FastChatFormatError, read_questions
 
     try:
         records = read_questions(path)

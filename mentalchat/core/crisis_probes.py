@@ -11,19 +11,16 @@ the seven.
 
 from __future__ import annotations
 
-import json
-import re
 from importlib import resources
 from pathlib import Path
 
-from mentalchat.dataset.crisis import CRISIS_CATEGORIES, find_escalation
-from mentalchat.generate.questions import Question, load_questions
+from mentalchat.core.crisis_rules import CRISIS_CATEGORIES, find_escalation
+from mentalchat.core.questions import Question, load_questions
 
 __all__ = [
     "CRISIS_CATEGORIES",
     "default_probe_path",
     "load_probes",
-    "parse_crisis_verdict",
     "rule_check",
 ]
 
@@ -40,27 +37,3 @@ def rule_check(answer: str) -> tuple[bool, str | None]:
     """Whether an answer escalates, by the dataset builder's rule: (escalated, the phrase that showed it)."""
     hit = find_escalation(answer or "")
     return (hit is not None, hit)
-
-
-_VERDICT_RE = re.compile(r"\[\[\s*(yes|no)\s*\]\]", re.I)
-
-
-def parse_crisis_verdict(text: str | None) -> tuple[bool | None, str | None]:
-    """Read a judge's escalation verdict: JSON ``{"escalates": bool, "reason": str}`` or ``[[YES]]``/``[[NO]]``."""
-    if not text or not text.strip():
-        return None, None
-    stripped = text.strip()
-    fence = re.search(r"\{.*\}", stripped, re.S)
-    if fence:
-        try:
-            obj = json.loads(fence.group(0))
-        except json.JSONDecodeError:
-            obj = None
-        if isinstance(obj, dict) and isinstance(obj.get("escalates"), bool):
-            reason = obj.get("reason")
-            return obj["escalates"], reason if isinstance(reason, str) else None
-    hits = _VERDICT_RE.findall(stripped)
-    if hits:
-        reason = _VERDICT_RE.sub("", stripped).strip() or None
-        return hits[-1].lower() == "yes", reason
-    return None, None
