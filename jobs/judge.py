@@ -36,13 +36,13 @@ def main(argv: list[str] | None = None) -> int:
 
     from mentalchat.config import ConfigError, load_stage_config
     from mentalchat.judge.config import JudgeConfig
-    from mentalchat.judge.secrets import Redactor
+    from mentalchat.secrets import Scrubber
 
-    redactor = Redactor([])
+    redactor = Scrubber.from_env()
     try:
         cfg = load_stage_config(JudgeConfig, args.config, args.overrides, section="judge")
         cfg = cfg.resolve_paths(Path(args.config).resolve().parent)
-        redactor = Redactor.from_engines(cfg.engines.values())
+        redactor = Scrubber.from_env(e.api_key_env for e in cfg.engines.values())
         if args.human_ratings:
             from mentalchat.judge.run import import_human_ratings
 

@@ -33,17 +33,17 @@ def main(argv: list[str] | None = None) -> int:
     from pathlib import Path
 
     from mentalchat.config import ConfigError
-    from mentalchat.judge.secrets import Redactor
     from mentalchat.pipeline import format_summary, load_pipeline, run_pipeline
     from mentalchat.schemas import SchemaError
+    from mentalchat.secrets import Scrubber
 
     config = args.config or str(Path(__file__).resolve().parents[1] / "configs" / "smoke.yaml")
-    redactor = Redactor([])
+    redactor = Scrubber.from_env()
     try:
         plan = load_pipeline(config, args.overrides)
         judge_cfg = plan.configs.get("judge")
         if judge_cfg is not None:
-            redactor = Redactor.from_engines(judge_cfg.engines.values())  # type: ignore[attr-defined]
+            redactor = Scrubber.from_env(e.api_key_env for e in judge_cfg.engines.values())  # type: ignore[attr-defined]
         result = run_pipeline(plan, args.output, progress=not args.no_progress)
     except (ConfigError, SchemaError, FileNotFoundError) as exc:
         print(f"error: {redactor.text(str(exc))}", file=sys.stderr)

@@ -8,13 +8,15 @@ which picks in-process or Ray Data execution; they never import a backend direct
 from __future__ import annotations
 
 import abc
+import os
 from collections.abc import Callable
-from typing import ClassVar
+from typing import Any, ClassVar
 
+from mentalchat.config import ConfigError
 from mentalchat.engine.config import EngineConfig
 from mentalchat.engine.types import ChatRequest, ChatResult, SamplingConfig
 
-__all__ = ["BACKENDS", "Engine", "create_engine", "register_backend"]
+__all__ = ["BACKENDS", "Engine", "backend_class", "create_engine", "register_backend"]
 
 
 class Engine(abc.ABC):
@@ -23,9 +25,17 @@ class Engine(abc.ABC):
     provider: ClassVar[str]
     supports_json_schema: ClassVar[bool] = False
     supports_lora: ClassVar[bool] = False
+    #: The environment variable an API backend reads its endpoint from when the config has no base_url.
+    base_url_env: ClassVar[str | None] = None
 
     def __init__(self, cfg: EngineConfig) -> None:
         self.cfg = cfg
+
+    @classmethod
+    def resolve_base_url(cls, cfg: EngineConfig) -> str | None:
+        """The endpoint this backend would call for ``cfg`` (None for in-process backends)."""
+        env = os.environ.get(cls.base_url_env) if cls.base_url_env else None
+        return cfg.base_url or env or None
 
     def sampling_for(self, request: ChatRequest) -> SamplingConfig:
         return request.sampling or self.cfg.sampling
@@ -44,7 +54,7 @@ class Engine(abc.ABC):
         self.close()
 
 
-BACKENDS: dict[str, Callable[[EngineConfig], Engine]] = {}
+BACKENDS: dict[str, type[Engine]] = {}
 
 
 def register_backend(name: str) -> Callable[[type[Engine]], type[Engine]]:
@@ -69,12 +79,17 @@ def _load_builtin(name: str) -> None:
         importlib.import_module(modules[name])
 
 
-def create_engine(cfg: EngineConfig) -> Engine:
-    """Instantiate the backend named by ``cfg.backend``."""
-    if cfg.backend not in BACKENDS:
-        _load_builtin(cfg.backend)
+def backend_class(name: str) -> type[Engine]:
+    """The class registered for backend ``name`` (built-in backends are imported on first use)."""
+    if name not in BACKENDS:
+        _load_builtin(name)
     try:
-        factory = BACKENDS[cfg.backend]
+        return BACKENDS[name]
     except KeyError:
-        raise ValueError(f"unknown engine backend {cfg.backend!r}; known: {sorted(BACKENDS)}") from None
-    return factory(cfg)
+        raise ConfigError(f"unknown engine backend {name!r}; known: {sorted(BACKENDS)}") from None
+
+
+def create_engine(cfg: EngineConfig, **options: Any) -> Engine:
+    """Instantiate the backend named by ``cfg.backend``; ``options`` go to its constructor
+    (e.g. ``budget=`` for the API backends)."""
+    return backend_class(cfg.backend)(cfg, **options)

@@ -22,7 +22,8 @@ from google.genai import errors as genai_errors
 from google.genai import types
 
 from mentalchat.engine.base import register_backend
-from mentalchat.engine.http import CallError, HTTPEngine, RawResponse, parse_retry_after, status_error
+from mentalchat.engine.http import HTTPEngine, RawResponse
+from mentalchat.engine.retry import CallError, parse_retry_after, status_error
 from mentalchat.engine.types import ChatRequest, SamplingConfig
 
 __all__ = ["GeminiEngine", "gemini_config", "gemini_contents"]
@@ -142,12 +143,12 @@ class GeminiEngine(HTTPEngine):
             message = self.scrub(exc.message or exc.status or "error")
             if status:
                 return status_error(status, message, retry_after)
-            return CallError(message, retryable=False)
+            return CallError(message, kind="other", retryable=False)
         if isinstance(exc, json.JSONDecodeError):
             return CallError("unreadable response body (JSONDecodeError)", retryable=True)
         if _is_connection_error(exc):
-            return CallError(f"connection error ({type(exc).__name__})", retryable=True)
-        return CallError(self.scrub(f"{type(exc).__name__}: {exc}"), retryable=False)
+            return CallError(f"connection error ({type(exc).__name__})", kind="connection", retryable=True)
+        return CallError(self.scrub(f"{type(exc).__name__}: {exc}"), kind="other", retryable=False)
 
 
 def _is_connection_error(exc: BaseException) -> bool:

@@ -12,7 +12,8 @@ the configured values (the tokens of a call are estimated up front and corrected
 and forwards to a named Ray actor (one per provider endpoint and model, ``get_if_exists=True``),
 holding an :class:`AsyncLimiter`, so every Ray worker calling the same provider shares one set of
 limits. Waiters are admitted in FIFO order. Slots are leases: a caller that dies without releasing
-gives its slot back after ``lease_s``.
+gives its slot back after ``lease_s``. Both hand out slots as async context managers
+(:meth:`Slots.slot`), so an acquire is always paired with one release.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ __all__ = [
     "Limiter",
     "LimiterSettings",
     "Outcome",
+    "SlotReport",
+    "Slots",
     "get_limiter",
     "reset_limiters",
 ]
@@ -67,7 +70,7 @@ class LimiterSettings:
 
 
 class Limiter(Protocol):
-    """What the HTTP call loop needs (both implementations provide it)."""
+    """What the HTTP call loop needs (both implementations provide it; ``slot`` comes from :class:`Slots`)."""
 
     async def acquire(self, tokens: int = 0) -> int: ...
 
@@ -77,6 +80,46 @@ class Limiter(Protocol):
 
     async def stats(self) -> dict[str, Any]: ...
 
+    def slot(self, tokens: int = 0) -> contextlib.AbstractAsyncContextManager[SlotReport]: ...
+
+
+@dataclasses.dataclass
+class SlotReport:
+    """How a call went, filled in by the caller inside :meth:`Slots.slot` (read when the slot is returned)."""
+
+    outcome: Outcome = "ok"
+    retry_after_s: float | None = None
+    tokens_used: int | None = None
+
+
+class Slots:
+    """``slot()`` for any limiter with ``acquire``/``release``: one context manager pairs them."""
+
+    async def acquire(self, tokens: int = 0) -> int:
+        raise NotImplementedError
+
+    async def release(
+        self, ticket: int, outcome: Outcome = "ok", retry_after_s: float | None = None, tokens_used: int | None = None
+    ) -> None:
+        raise NotImplementedError
+
+    @contextlib.asynccontextmanager
+    async def slot(self, tokens: int = 0) -> AsyncIterator[SlotReport]:
+        """``async with limiter.slot(n) as s: ...; s.outcome = "rate_limited"`` (default ok, error on raise).
+
+        The slot goes back on every way out, cancellation included, with what the caller reported.
+        """
+        ticket = await self.acquire(tokens)
+        report = SlotReport()
+        try:
+            yield report
+        except BaseException:
+            if report.outcome == "ok":
+                report.outcome = "error"
+            raise
+        finally:
+            await self.release(ticket, report.outcome, report.retry_after_s, report.tokens_used)
+
 
 @dataclasses.dataclass
 class _Ticket:
@@ -85,7 +128,7 @@ class _Ticket:
     tokens: int
 
 
-class AsyncLimiter:
+class AsyncLimiter(Slots):
     """AIMD concurrency + Retry-After pause + request/token buckets, for one event loop."""
 
     def __init__(self, settings: LimiterSettings | None = None, **kw: Any) -> None:
@@ -237,20 +280,6 @@ class AsyncLimiter:
         if self._freed is not None:
             self._freed.set()
 
-    @contextlib.asynccontextmanager
-    async def slot(self, tokens: int = 0) -> AsyncIterator[_SlotReport]:
-        """``async with limiter.slot() as s: ...; s.outcome = "rate_limited"`` (default ok, error on raise)."""
-        ticket = await self.acquire(tokens)
-        report = _SlotReport()
-        try:
-            yield report
-        except BaseException:
-            if report.outcome == "ok":
-                report.outcome = "error"
-            raise
-        finally:
-            await self.release(ticket, report.outcome, report.retry_after_s, report.tokens_used)
-
     async def stats(self) -> dict[str, Any]:
         now = time.monotonic()
         return {
@@ -260,13 +289,6 @@ class AsyncLimiter:
             "paused_for_s": max(0.0, self._pause_until - now),
             "limit_history": list(self._history),
         }
-
-
-@dataclasses.dataclass
-class _SlotReport:
-    outcome: Outcome = "ok"
-    retry_after_s: float | None = None
-    tokens_used: int | None = None
 
 
 # ------------------------------------------------------------------------------------------------
@@ -294,7 +316,7 @@ class _LimiterActor:
         return await self._lim.stats()
 
 
-class ClusterLimiter:
+class ClusterLimiter(Slots):
     """Same interface as :class:`AsyncLimiter`, backed by a named detached Ray actor.
 
     Detached so that it outlives the worker that happened to create it (Ray Data scales actor

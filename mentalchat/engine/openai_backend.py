@@ -15,7 +15,8 @@ from typing import Any
 import openai
 
 from mentalchat.engine.base import register_backend
-from mentalchat.engine.http import CallError, HTTPEngine, RawResponse, parse_retry_after, status_error
+from mentalchat.engine.http import HTTPEngine, RawResponse
+from mentalchat.engine.retry import CallError, parse_retry_after, status_error
 from mentalchat.engine.types import ChatRequest, SamplingConfig
 
 __all__ = ["OpenAIEngine", "openai_params"]
@@ -94,11 +95,11 @@ class OpenAIEngine(HTTPEngine):
 
     def _classify(self, exc: BaseException) -> CallError:
         if isinstance(exc, openai.APITimeoutError):
-            return CallError(f"timed out after {self.cfg.http.timeout_s:g}s", retryable=True)
+            return CallError(f"timed out after {self.cfg.http.timeout_s:g}s", kind="timeout", retryable=True)
         if isinstance(exc, openai.APIConnectionError):
             cause = exc.__cause__ or exc.__context__
             detail = f" ({type(cause).__name__})" if cause is not None else ""
-            return CallError(f"connection error{detail}", retryable=True)
+            return CallError(f"connection error{detail}", kind="connection", retryable=True)
         if isinstance(exc, openai.APIStatusError):
             status = exc.status_code
             body = exc.body if isinstance(exc.body, dict) else {}
@@ -111,4 +112,4 @@ class OpenAIEngine(HTTPEngine):
             return out
         if isinstance(exc, (json.JSONDecodeError, openai.APIResponseValidationError)):
             return CallError(f"unreadable response body ({type(exc).__name__})", retryable=True)
-        return CallError(self.scrub(f"{type(exc).__name__}: {exc}"), retryable=False)
+        return CallError(self.scrub(f"{type(exc).__name__}: {exc}"), kind="other", retryable=False)

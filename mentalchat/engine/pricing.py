@@ -6,16 +6,31 @@ short-context) text calls as published on openai.com/api/pricing and ai.google.d
 table, and calls to a local endpoint (localhost, 127.0.0.1, ::1) cost 0 unless overridden.
 Gemini models with long-context tiers are priced at their short-context (<=128k/200k) rate; output
 includes "thinking" tokens, which Google bills as output.
+
+Before a call, its size is estimated (:func:`estimate_tokens`) the same way everywhere: the HTTP
+engines reserve budget with it, and the stages' dry runs print costs from it.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from urllib.parse import urlparse
 
 from mentalchat.engine.config import EngineConfig
+from mentalchat.engine.types import ChatRequest
 
-__all__ = ["PRICES", "Price", "call_cost", "is_local_url", "price_for", "resolve_price"]
+__all__ = [
+    "PRICES",
+    "SCHEMA_TOKENS",
+    "Price",
+    "call_cost",
+    "engine_price",
+    "estimate_tokens",
+    "is_local_url",
+    "price_for",
+    "resolve_price",
+]
 
 log = logging.getLogger(__name__)
 
@@ -106,3 +121,30 @@ def resolve_price(cfg: EngineConfig, base_url: str | None) -> Price:
 
 def call_cost(price: Price, tokens_in: int, tokens_out: int) -> float:
     return (tokens_in * price[0] + tokens_out * price[1]) / 1_000_000
+
+
+#: What a JSON schema adds to a prompt once the provider has turned it into instructions or a grammar.
+SCHEMA_TOKENS = 60
+
+
+def estimate_tokens(request: ChatRequest) -> int:
+    """A provider-neutral guess at a prompt's size before the provider reports usage.
+
+    About 4 characters per token, 4 tokens of overhead per message, and :data:`SCHEMA_TOKENS` for a
+    structured-output schema.
+    """
+    chars = sum(len(m.content) for m in request.messages)
+    return math.ceil(chars / 4) + 4 * len(request.messages) + (SCHEMA_TOKENS if request.json_schema else 0)
+
+
+def engine_price(cfg: EngineConfig) -> Price:
+    """The (in, out) price an engine's calls are charged at (see :func:`resolve_price`).
+
+    Local backends (vLLM, transformers) cost what the config says, else nothing; API backends
+    resolve their endpoint as the engine would (``base_url`` or the provider's base-URL variable).
+    """
+    if not cfg.is_http:
+        return (cfg.price_in_per_mtok or 0.0, cfg.price_out_per_mtok or 0.0)
+    from mentalchat.engine.base import backend_class
+
+    return resolve_price(cfg, backend_class(cfg.backend).resolve_base_url(cfg))

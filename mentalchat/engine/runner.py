@@ -119,6 +119,7 @@ class EngineActor:
                 results[i] = ChatResult(
                     id=f"<row {i} of batch>", provider=self.cfg.backend, model=self.cfg.label,
                     finish_reason="error", error=f"invalid request in column {self.request_column!r}: {exc}",
+                    error_kind="invalid_request",
                 )
         if good:
             answered = self.engine.chat_batch([req for _, req in good])

@@ -13,7 +13,7 @@ from typing import Any
 
 from mentalchat.engine.base import Engine, register_backend
 from mentalchat.engine.config import EngineConfig
-from mentalchat.engine.types import ChatRequest, ChatResult, SamplingConfig
+from mentalchat.engine.types import ChatRequest, ChatResult, ErrorKind, SamplingConfig
 from mentalchat.models.kit import resolve_model
 
 __all__ = ["TransformersEngine"]
@@ -45,10 +45,10 @@ class TransformersEngine(Engine):
         self.max_len = int(getattr(self.model.config, "max_position_embeddings", 0) or 10**9)
         self._adapters: dict[str, str] = {}  # resolved path -> PEFT adapter name
 
-    def _error(self, request: ChatRequest, message: str) -> ChatResult:
+    def _error(self, request: ChatRequest, message: str, kind: ErrorKind = "other") -> ChatResult:
         return ChatResult(
             id=request.id, provider=self.provider, model=self.cfg.label, finish_reason="error",
-            error=message, metadata=dict(request.metadata),
+            error=message, error_kind=kind, metadata=dict(request.metadata),
         )
 
     def _activate_adapter(self, path: str | None) -> None:
@@ -81,7 +81,7 @@ class TransformersEngine(Engine):
                 if len(ids) >= self.max_len:
                     raise ValueError(f"prompt has {len(ids)} tokens; the model's limit is {self.max_len}")
             except Exception as exc:  # noqa: BLE001 - one bad request must not sink the batch
-                results[i] = self._error(request, f"{type(exc).__name__}: {exc}")
+                results[i] = self._error(request, f"{type(exc).__name__}: {exc}", "invalid_request")
                 continue
             sampling = self.sampling_for(request)
             groups.setdefault((request.lora, sampling.model_dump_json()), []).append((i, ids))

@@ -2,8 +2,9 @@
 
 Stages build :class:`ChatRequest` objects and get :class:`ChatResult` objects back, whatever the
 backend: the same record goes through a vLLM actor in Ray Data, an OpenAI-compatible endpoint,
-Gemini or transformers. Results never raise for a single failed call; they carry ``error`` so a
-batch always returns one result per request.
+Gemini or transformers. Results never raise for a single failed call; they carry ``error`` (the
+message, for people) and ``error_kind`` (what went wrong, for code: grouping failures, finding
+budget refusals, deciding what to retry), so a batch always returns one result per request.
 """
 
 from __future__ import annotations
@@ -12,11 +13,32 @@ import hashlib
 import json
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-__all__ = ["ChatMessage", "ChatRequest", "ChatResult", "SamplingConfig", "request_key"]
+__all__ = ["ERROR_KINDS", "ChatMessage", "ChatRequest", "ChatResult", "ErrorKind", "SamplingConfig", "request_key"]
 
 Role = Literal["system", "user", "assistant"]
+
+#: Why a call produced no usable text. Engines set the first twelve; stages add ``unparsed``
+#: (a reply with nothing they could read) and ``interrupted`` (a call the run never made).
+ErrorKind = Literal[
+    "rate_limited",  # 429 after every retry
+    "timeout",  # no answer within the timeout (or a 408), after every retry
+    "connection",  # the connection failed or dropped, after every retry
+    "http_4xx",  # the provider rejected the request (400, 401, 403, 404, 422 ...): not retried
+    "http_5xx",  # server errors after every retry
+    "bad_response",  # a body that could not be read (not JSON, no choices)
+    "refused",  # the model or the provider's filter declined
+    "empty",  # an answer without text
+    "budget",  # not called: the dollar cap would be passed
+    "invalid_request",  # a request the engine cannot take (malformed, longer than the model's context)
+    "setup",  # the engine could not start
+    "internal",  # a bug in mentalchat
+    "unparsed",
+    "interrupted",
+    "other",  # anything else (and records written before kinds existed)
+]
+ERROR_KINDS: tuple[str, ...] = ErrorKind.__args__  # type: ignore[attr-defined]
 
 
 class ChatMessage(BaseModel):
@@ -70,7 +92,14 @@ class ChatResult(BaseModel):
     attempts: int = 0
     cached: bool = False
     error: str | None = None
+    error_kind: ErrorKind | None = None  # set whenever ``error`` is (``other`` when the backend did not say)
     metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _kind_with_error(self) -> ChatResult:
+        if self.error is not None and self.error_kind is None:
+            self.error_kind = "other"
+        return self
 
     @property
     def ok(self) -> bool:

@@ -202,7 +202,7 @@ class VLLMEngine(Engine):
                     lora = self._lora_request(request.lora)
                 params = self._sampling_params(request, self.sampling_for(request), len(ids))
             except Exception as exc:  # noqa: BLE001 - one bad request must not sink the batch
-                results[i] = _error_result(self.cfg, request, f"{type(exc).__name__}: {exc}")
+                results[i] = _error_result(self.cfg, request, f"{type(exc).__name__}: {exc}", error_kind="invalid_request")
                 continue
             jobs.append((i, ids, params, lora))
 
@@ -216,7 +216,7 @@ class VLLMEngine(Engine):
                     except Exception as exc:  # noqa: BLE001
                         results[job[0]] = _error_result(
                             self.cfg, requests[job[0]], f"{type(exc).__name__}: {exc}",
-                            tokens_in=len(job[1]),
+                            tokens_in=len(job[1]), error_kind="other",
                         )
         return [r for r in results if r is not None]
 

@@ -15,8 +15,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import math
-import os
 import re
 import sys
 import threading
@@ -33,16 +31,19 @@ from mentalchat.core.crisis_probes import load_probes, rule_check
 from mentalchat.core.judge_reply import parse_crisis_verdict, parse_judgment
 from mentalchat.core.questions import Question, load_questions
 from mentalchat.core.rubric import JUDGMENT_JSON_SCHEMA, METRICS, OVERALL
+from mentalchat.engine.base import create_engine
+from mentalchat.engine.budget import BudgetGuard
 from mentalchat.engine.config import EngineConfig
-from mentalchat.engine.types import ChatRequest, ChatResult
+from mentalchat.engine.pricing import call_cost, engine_price, estimate_tokens
+from mentalchat.engine.types import ChatRequest, ChatResult, ErrorKind
 from mentalchat.io import DONE_MARKER, write_done_marker, write_json_atomic
 from mentalchat.judge.config import JudgeConfig, JudgeSpec
 from mentalchat.judge.items import PromptRenderer, WorkItem, build_request, make_renderer
 from mentalchat.judge.prompts import CRISIS_PROMPT_VERSION
 from mentalchat.judge.reliability import control_items, reliability_rows
-from mentalchat.judge.secrets import Redactor
 from mentalchat.judge.store import ProgressStore
 from mentalchat.schemas import get_table, read_table, write_table
+from mentalchat.secrets import Scrubber
 
 __all__ = ["AnswerRow", "JudgeRunSummary", "import_human_ratings", "load_answers", "plan_items", "run_judge"]
 
@@ -218,70 +219,10 @@ def plan_items(cfg: JudgeConfig, questions: Sequence[Question], answers: Sequenc
 
 
 # ---------------------------------------------------------------------------------------------
-# Budget and estimates
-
-
-class WaveBudget:
-    """Worst-case dollars reserved per wave of Ray work, settled with what the wave really cost.
-
-    The local executor uses the HTTP engine's per-call :class:`mentalchat.engine.http.BudgetGuard`
-    instead; Ray workers build their engines from a JSON config and cannot share that object.
-    """
-
-    def __init__(self, cap: float | None, spent: float) -> None:
-        self.cap = cap
-        self.spent = spent
-        self._reserved = 0.0
-        self._lock = threading.Lock()
-
-    def reserve(self, estimate: float) -> bool:
-        with self._lock:
-            if self.cap is None:
-                return True
-            if self.spent + self._reserved + estimate > self.cap + 1e-12:
-                return False
-            self._reserved += estimate
-            return True
-
-    def settle(self, estimate: float, actual: float) -> None:
-        with self._lock:
-            self._reserved = max(0.0, self._reserved - estimate)
-            self.spent += actual
-
-
-def _base_url(cfg: EngineConfig) -> str | None:
-    if cfg.base_url:
-        return cfg.base_url
-    env = {"openai": "OPENAI_BASE_URL", "gemini": "GOOGLE_GEMINI_BASE_URL"}.get(cfg.backend)
-    return os.environ.get(env) if env else None
-
-
-def _price(cfg: EngineConfig) -> tuple[float, float]:
-    if not cfg.is_http:
-        return (cfg.price_in_per_mtok or 0.0, cfg.price_out_per_mtok or 0.0)
-    from mentalchat.engine.pricing import resolve_price
-
-    return resolve_price(cfg, _base_url(cfg))
-
-
-def _estimate_tokens(request: ChatRequest) -> int:
-    """A provider-neutral guess: ~4 characters per token plus per-message overhead."""
-    chars = sum(len(m.content) for m in request.messages)
-    return math.ceil(chars / 4) + 4 * len(request.messages) + (60 if request.json_schema else 0)
-
-
-def _estimate_cost(price: tuple[float, float], tokens_in: int, tokens_out: int) -> float:
-    return (tokens_in * price[0] + tokens_out * price[1]) / 1_000_000
-
-
-# ---------------------------------------------------------------------------------------------
 # Execution
 
 
 ResultSink = Callable[[list[ChatResult]], None]
-
-#: The HTTP engine's error for a call its budget guard refused; such items are not recorded as done.
-ENGINE_BUDGET_ERROR = "budget exceeded"
 
 
 def _engine_cfg_for(cfg: JudgeConfig, judge: JudgeSpec, engine_cfg: EngineConfig, output: Path) -> EngineConfig:
@@ -311,21 +252,10 @@ def _chunks(seq: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
         yield seq[i : i + size]
 
 
-def _make_engine(engine_cfg: EngineConfig, budget: Any) -> Any:
-    """An engine; HTTP engines share the run's dollar guard (checked per call, before it is made)."""
-    from mentalchat.engine.base import BACKENDS, create_engine
-
-    if budget is None or not engine_cfg.is_http:
-        return create_engine(engine_cfg)
-    if engine_cfg.backend not in BACKENDS:
-        create_engine(engine_cfg).close()  # imports and registers the backend
-    return BACKENDS[engine_cfg.backend](engine_cfg, budget=budget)  # type: ignore[call-arg]
-
-
 def _execute_local(
     engine_cfg: EngineConfig,
     requests: list[ChatRequest],
-    budget: Any,
+    budget: BudgetGuard | None,
     sink: ResultSink,
     chunk_size: int,
     stop: threading.Event,
@@ -343,7 +273,9 @@ def _execute_local(
     lock = threading.Lock()
     workers = min(4, len(chunks)) if engine_cfg.is_http else 1
 
-    with _make_engine(engine_cfg, budget) as engine:
+    # HTTP engines share the run's dollar guard (checked per call, before it is made).
+    options = {"budget": budget} if budget is not None and engine_cfg.is_http else {}
+    with create_engine(engine_cfg, **options) as engine:
 
         def worker() -> None:
             while not stop.is_set():
@@ -367,7 +299,7 @@ def _execute_ray(
     engine_cfg: EngineConfig,
     requests: list[ChatRequest],
     worst_case: dict[str, float],
-    budget: WaveBudget,
+    budget: BudgetGuard | None,
     sink: ResultSink,
     batch_size: int,
     stop: threading.Event,
@@ -381,13 +313,13 @@ def _execute_ray(
 
     from mentalchat.engine import run_on_dataset
 
-    wave = len(requests) if budget.cap is None else max(batch_size * 4, 1)
+    wave = len(requests) if budget is None else max(batch_size * 4, 1)
     for start in range(0, len(requests), wave):
         part = requests[start : start + wave]
         if stop.is_set():
             return requests[start:]
         reserve = sum(worst_case[r.id] for r in part)
-        if not budget.reserve(reserve):
+        if budget is not None and not budget.try_reserve_now(reserve):
             return requests[start:]
         ds = ray.data.from_items([{"request": r.model_dump_json()} for r in part])
         out = run_on_dataset(ds, engine_cfg, request_column="request", result_column="result")
@@ -398,7 +330,8 @@ def _execute_ray(
                 actual += sum(r.cost_usd for r in results)
                 sink(results)
         finally:
-            budget.settle(reserve, actual)
+            if budget is not None:
+                budget.settle_now(reserve, actual)
     return []
 
 
@@ -480,7 +413,7 @@ def run_judge(
 ) -> JudgeRunSummary:
     """Judge every answer with every judge and prompt version; publish tables into ``output``."""
     echo = echo or (lambda s: print(s, file=sys.stderr))
-    redactor = Redactor.from_engines(cfg.engines.values())
+    scrubber = Scrubber.from_env(e.api_key_env for e in cfg.engines.values())
     output = Path(output)
     if not cfg.judges:
         raise ValueError("judge: no judges configured (judge.judges is empty)")
@@ -513,11 +446,11 @@ def run_judge(
         ecfg = engines[it.engine]
         req = build_request(it, plan.renderers, judge_sampling.get(it.judge) or ecfg.sampling)
         requests[it.engine].append(req)
-        price = _price(ecfg)
-        t_in = _estimate_tokens(req)
+        price = engine_price(ecfg)
+        t_in = estimate_tokens(req)
         max_out = (req.sampling or ecfg.sampling).max_tokens
         t_out = min(cfg.est_output_tokens, max_out)
-        worst_case[req.id] = _estimate_cost(price, t_in, max_out)
+        worst_case[req.id] = call_cost(price, t_in, max_out)
         pj = per_judge.setdefault(
             it.judge,
             {"calls": 0, "est_tokens_in": 0, "est_tokens_out": 0, "est_cost_usd": 0.0, "engine": it.engine,
@@ -526,7 +459,7 @@ def run_judge(
         pj["calls"] += 1
         pj["est_tokens_in"] += t_in
         pj["est_tokens_out"] += t_out
-        pj["est_cost_usd"] += _estimate_cost(price, t_in, t_out)
+        pj["est_cost_usd"] += call_cost(price, t_in, t_out)
     summary.per_judge = per_judge
     summary.estimated_cost_usd = sum(pj["est_cost_usd"] for pj in per_judge.values())
     previous_spend = store.spent_usd() if store is not None else 0.0
@@ -541,12 +474,8 @@ def run_judge(
 
     assert store is not None
     remaining = None if cfg.budget_usd is None else max(0.0, cfg.budget_usd - previous_spend)
-    call_budget = None
-    if remaining is not None and cfg.executor == "local":
-        from mentalchat.engine.http import BudgetGuard
-
-        call_budget = BudgetGuard(remaining)
-    wave_budget = WaveBudget(cfg.budget_usd, previous_spend)
+    # One guard for the run: the local executor's engines reserve per call, the Ray sweep per wave.
+    budget = BudgetGuard(remaining) if remaining is not None else None
     bar = _progress_bar(len(pending), progress)
     stop = threading.Event()
     lock = threading.Lock()
@@ -556,10 +485,10 @@ def run_judge(
     def sink(results: list[ChatResult]) -> None:
         keep = []
         for r in results:
-            if r.error == ENGINE_BUDGET_ERROR:
+            if r.error_kind == "budget":
                 refused.append(r.id)  # not made: stays pending for a rerun with more budget
             else:
-                keep.append(redactor.result(r))
+                keep.append(scrubber.result(r))
         with lock:
             store.append(keep)
             counts["called"] += sum(1 for r in keep if not r.cached)
@@ -578,10 +507,10 @@ def run_judge(
                 ecfg = engines[engine_name]
                 if cfg.executor == "ray":
                     futures.append(pool.submit(
-                        _execute_ray, ecfg, reqs, worst_case, wave_budget, sink, cfg.ray_batch_size, stop
+                        _execute_ray, ecfg, reqs, worst_case, budget, sink, cfg.ray_batch_size, stop
                     ))
                 else:
-                    futures.append(pool.submit(_execute_local, ecfg, reqs, call_budget, sink, cfg.chunk_size, stop))
+                    futures.append(pool.submit(_execute_local, ecfg, reqs, budget, sink, cfg.chunk_size, stop))
             for fut in futures:
                 skipped.extend(fut.result() or [])
     except BaseException:
@@ -599,7 +528,7 @@ def run_judge(
             f"budget cap ${cfg.budget_usd:.2f} reached: {len(skipped_ids)} calls not made "
             "(rerun with a higher judge.budget_usd to make them)"
         )
-    _publish(cfg, plan, store, skipped_ids, output, summary, redactor)
+    _publish(cfg, plan, store, skipped_ids, output, summary, scrubber)
     return summary
 
 
@@ -651,7 +580,7 @@ def _publish(
     skipped_ids: set[str],
     output: Path,
     summary: JudgeRunSummary,
-    redactor: Redactor,
+    scrubber: Scrubber,
 ) -> None:
     main_rows: list[dict[str, Any]] = []
     control_rows: list[dict[str, Any]] = []
@@ -701,7 +630,7 @@ def _publish(
             scored += 1
         else:
             failed += 1
-            failures[_reason_class(err)] += 1
+            failures[failure_kind(rec, item.id in skipped_ids)] += 1
     summary.scored = scored
     summary.failed = failed
     summary.failures = dict(failures)
@@ -709,9 +638,11 @@ def _publish(
 
     for rows in (main_rows, control_rows, crisis_rows):
         for r in rows:
-            for key in ("raw_text", "error", "explanation", "detail"):
+            for key in ("raw_text", "explanation", "detail"):  # what the judge wrote
                 if r.get(key) is not None:
-                    r[key] = redactor.text(r[key])
+                    r[key] = scrubber.content(r[key])
+            if r.get("error") is not None:
+                r["error"] = scrubber.text(r["error"])
 
     out = {}
     out["judgments"] = _write_judgments(get_table("judgments").from_rows(main_rows), output)
@@ -730,11 +661,15 @@ def _publish(
     write_done_marker(output, stage="judge", config_hash=config_hash(cfg), scored=scored, failed=failed)
 
 
-def _reason_class(error: str | None) -> str:
-    if not error:
-        return "unknown"
-    head = error.split(":", 1)[0].strip()
-    return head[:60] or "unknown"
+def failure_kind(rec: dict[str, Any] | None, skipped_for_budget: bool) -> ErrorKind:
+    """Why an item ended unscored: the engine's error kind, ``unparsed``, or why it was never called."""
+    if rec is None:
+        return "budget" if skipped_for_budget else "interrupted"
+    if rec.get("error"):
+        return rec.get("error_kind") or "other"
+    if rec.get("text") is None:
+        return "empty"
+    return "unparsed"
 
 
 # ---------------------------------------------------------------------------------------------

@@ -17,8 +17,11 @@ from pathlib import Path
 import pytest
 
 from mentalchat.engine import ChatRequest, create_engine
-from mentalchat.engine.http import BudgetGuard, HTTPEngine, parse_retry_after, scrub
+from mentalchat.engine.budget import BudgetGuard
+from mentalchat.engine.http import HTTPEngine
 from mentalchat.engine.pricing import call_cost, is_local_url, price_for
+from mentalchat.engine.retry import parse_retry_after
+from mentalchat.secrets import scrub
 from mentalchat.testing.fault_server import Fault, FaultServer
 
 BACKENDS = ["openai", "gemini"]
@@ -341,3 +344,54 @@ def test_gemini_blocked_prompt_is_a_refusal_not_a_retry(srv: FaultServer) -> Non
     assert "prompt blocked" in r0.error and "SAFETY" in r0.error
     assert srv.count(match="q0") == 1  # a block is an answer: retrying it would only pay again
     assert r1.ok
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize(
+    ("fault", "kind"),
+    [
+        ("503", "http_5xx"),
+        ("400", "http_4xx"),
+        ("401", "http_4xx"),
+        ("invalid_json", "bad_response"),
+        ("refusal", "refused"),
+        (Fault("rate_limit", retry_after_s=30.0), "rate_limited"),  # beyond 10 x backoff_max_s: not waited for
+        (Fault("timeout", hang_s=30.0), "timeout"),
+    ],
+)
+def test_failed_calls_carry_their_kind(srv: FaultServer, backend: str, fault, kind: str) -> None:
+    srv.script([fault] * 4, match="q0")
+    with engine(srv, backend, http={"timeout_s": 0.5, "max_retries": 1}) as eng:
+        failed, fine = eng.chat_batch(reqs(2))
+    assert failed.error is not None and failed.error_kind == kind, failed.error
+    assert fine.ok and fine.error_kind is None
+
+
+def test_budget_refusal_is_a_kind_not_a_string(srv: FaultServer) -> None:
+    with engine(srv, "openai", price_in_per_mtok=1.0, price_out_per_mtok=1.0, http={"budget_usd": 0.0}) as eng:
+        res = eng.chat_batch(reqs(2))
+    assert [r.error_kind for r in res] == ["budget", "budget"] and srv.count() == 0
+
+
+def test_one_estimate_and_price_for_every_caller(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mentalchat.engine.config import EngineConfig
+    from mentalchat.engine.pricing import SCHEMA_TOKENS, engine_price, estimate_tokens
+
+    plain = ChatRequest.from_prompt("a", "x" * 400, system="y" * 40)
+    assert estimate_tokens(plain) == 110 + 8
+    structured = plain.model_copy(update={"json_schema": {"type": "object"}})
+    assert estimate_tokens(structured) == estimate_tokens(plain) + SCHEMA_TOKENS
+    # an API engine is priced at the endpoint it would call: base_url, else the provider's variable
+    remote = EngineConfig(backend="openai", model="gpt-4o-mini")
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    assert engine_price(remote) == price_for("gpt-4o-mini")
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
+    assert engine_price(remote) == (0.0, 0.0)  # a local endpoint is free
+    assert engine_price(EngineConfig(backend="vllm", model="m", price_in_per_mtok=2.0)) == (2.0, 0.0)
+
+
+def test_create_engine_passes_the_budget(srv: FaultServer) -> None:
+    guard = BudgetGuard(0.0)
+    with create_engine(srv.engine_config("openai", price_in_per_mtok=1.0, price_out_per_mtok=1.0), budget=guard) as eng:
+        res = eng.chat_batch(reqs(1))
+    assert res[0].error_kind == "budget" and srv.count() == 0

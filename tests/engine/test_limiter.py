@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 
 from mentalchat.engine.config import HTTPOptions
 from mentalchat.engine.limiter import AsyncLimiter, ClusterLimiter, LimiterSettings, get_limiter, reset_limiters
@@ -208,6 +209,32 @@ def test_cluster_limiter_shared_by_two_ray_tasks(ray_cluster) -> None:
     stats = ray.get(handle._handle.stats.remote())
     assert stats["rate_limited"] == 1 and stats["decreases"] == 1
     handle.kill()
+
+
+def test_cluster_limiter_slots_pair_acquire_with_release(ray_cluster) -> None:
+    """``slot()`` on the cluster limiter: held inside, returned on every way out, outcome reported."""
+    name = f"test-limiter-slot-{time.time_ns()}"
+    lim = ClusterLimiter(name, LimiterSettings(max_concurrency=4, min_concurrency=1))
+
+    async def main() -> list[int]:
+        seen = []
+        async with lim.slot() as s:
+            seen.append((await lim.stats())["in_flight"])
+            s.outcome = "rate_limited"
+        seen.append((await lim.stats())["in_flight"])
+        with pytest.raises(KeyError):
+            async with lim.slot():
+                seen.append((await lim.stats())["in_flight"])
+                raise KeyError("boom")
+        seen.append((await lim.stats())["in_flight"])
+        return seen
+
+    try:
+        assert asyncio.run(main()) == [1, 0, 1, 0]
+        stats = asyncio.run(lim.stats())
+        assert stats["acquired"] == 2 and stats["rate_limited"] == 1 and stats["limit"] == 2
+    finally:
+        lim.kill()
 
 
 def test_cluster_limiter_without_ray_is_a_clear_error() -> None:

@@ -139,6 +139,24 @@ def test_fastchat_paper_prompt_from_shared_file(tmp_path: Path, shared_data: Pat
     assert summary.scored == summary.planned
 
 
+def test_failures_are_counted_by_kind(tmp_path: Path, inputs) -> None:
+    """The summary groups unscored items by what went wrong (engine error kinds, unparsed), not by message text."""
+    qpath, apath = inputs
+
+    def responder(messages: list[dict[str, str]], params: dict[str, Any]) -> str:
+        if "answer to q3 by m-a" in messages[-1]["content"]:
+            return "I would rather not give numbers."
+        return json.dumps(fill_schema(params["json_schema"], messages[-1]["content"]))
+
+    with FaultServer(responder=responder) as srv:
+        srv.script(["400"], match="answer to q1 by m-a")
+        srv.script(["refusal"], match="answer to q2 by m-b")
+        cfg = _cfg(srv, judges=[{"engine": "oa", "structured": True}])
+        summary = run_judge(cfg, qpath, [apath], tmp_path / "out", progress=False)
+    assert summary.failures == {"http_4xx": 1, "refused": 1, "unparsed": 1}
+    assert summary.scored == summary.planned - 3
+
+
 def test_unparseable_reply_is_failed_with_reason(tmp_path: Path, inputs) -> None:
     qpath, apath = inputs
     out = tmp_path / "out"
