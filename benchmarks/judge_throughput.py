@@ -101,8 +101,8 @@ def run_baseline(base_url: str, qpath: Path, apath: Path, pairs: list[tuple[str,
 
     from mentalchat.core.questions import load_questions
     from mentalchat.core.rubric import judgment_json_schema
+    from mentalchat.judge.plan import load_answers
     from mentalchat.judge.prompts import render_prompt
-    from mentalchat.judge.run import load_answers
 
     questions = {q.question_id: q.text for q in load_questions(qpath)}
     answers = {(a.question_id, a.model): a.answer for a in load_answers([apath])}

@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = cfg.resolve_paths(Path(args.config).resolve().parent)
         redactor = Scrubber.from_env(e.api_key_env for e in cfg.engines.values())
         if args.human_ratings:
-            from mentalchat.judge.run import import_human_ratings
+            from mentalchat.judge.human import import_human_ratings
 
             path = import_human_ratings(args.human_ratings, args.output)
             print(f"human ratings written to {path}")

@@ -10,7 +10,8 @@ import pytest
 
 from mentalchat.core.rubric import METRICS, judgment_json_schema
 from mentalchat.judge.config import JudgeConfig
-from mentalchat.judge.run import BUDGET_SKIP, run_judge
+from mentalchat.judge.publish import BUDGET_SKIP
+from mentalchat.judge.run import run_judge
 from mentalchat.schemas import read_table
 from mentalchat.testing.fault_server import Fault, FaultServer, fill_schema
 
@@ -254,7 +255,7 @@ def test_bad_config_names_the_problem(tmp_path: Path, inputs) -> None:
 
 
 def test_human_ratings_join_the_judgments_table_and_survive_a_rerun(tmp_path: Path, inputs) -> None:
-    from mentalchat.judge.run import import_human_ratings
+    from mentalchat.judge.human import import_human_ratings
 
     qpath, apath = inputs
     out = tmp_path / "out"

@@ -1,0 +1,192 @@
+"""Executing a judge sweep: the engines as this run uses them, in this process or across Ray.
+
+Retries, adaptive concurrency, Retry-After and timeouts live in the HTTP engine; this module
+decides where the calls run. Locally, chunks of requests go to one engine per judge from a few
+threads (the engine's limiter keeps the provider's limits). With ``executor: ray`` they become a
+Ray Dataset over the cluster, every worker's engine sharing one limiter actor per provider, in
+waves whose worst-case cost is reserved on the run's budget first. Finished results go to a sink
+as they arrive, so the progress store keeps what a crash would otherwise lose. Judges with
+``serve`` get a local vLLM OpenAI server for the length of the run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from mentalchat.engine.base import create_engine
+from mentalchat.engine.budget import BudgetGuard
+from mentalchat.engine.config import EngineConfig
+from mentalchat.engine.types import ChatRequest, ChatResult
+from mentalchat.judge.config import JudgeConfig, JudgeSpec
+from mentalchat.judge.plan import RequestPlan
+
+__all__ = ["CACHE_DIR", "ResultSink", "engine_config_for_run", "execute", "serve_local_judges"]
+
+CACHE_DIR = "_cache"
+
+ResultSink = Callable[[list[ChatResult]], None]
+
+
+def engine_config_for_run(cfg: JudgeConfig, judge: JudgeSpec, engine_cfg: EngineConfig, output: Path) -> EngineConfig:
+    """The judge's engine as this run uses it: a response cache always, Ray settings for the sweep.
+
+    The default cache is per engine name: two endpoints serving a model under the same name
+    (a real API and a local stand-in) must not answer for each other.
+    """
+    update: dict[str, Any] = {}
+    if engine_cfg.cache_dir is None:
+        update["cache_dir"] = str(output / CACHE_DIR / re.sub(r"[^A-Za-z0-9_.-]+", "-", judge.engine))
+    if judge.serve and not engine_cfg.base_url:  # served here: local, free unless priced explicitly
+        update["price_in_per_mtok"] = engine_cfg.price_in_per_mtok or 0.0
+        update["price_out_per_mtok"] = engine_cfg.price_out_per_mtok or 0.0
+    if cfg.executor == "ray":
+        update["vllm"] = engine_cfg.vllm.model_copy(
+            update={"replicas": cfg.ray_replicas, "batch_size": cfg.ray_batch_size,
+                    "cpus_per_replica": cfg.ray_cpus_per_replica}
+        ) if engine_cfg.is_http else engine_cfg.vllm
+        if engine_cfg.is_http and cfg.cluster_limiter:
+            update["http"] = engine_cfg.http.model_copy(update={"cluster_limiter": True})
+    return engine_cfg.model_copy(update=update) if update else engine_cfg
+
+
+def _chunks(seq: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
+    for i in range(0, len(seq), size):
+        yield seq[i : i + size]
+
+
+def _execute_local(
+    engine_cfg: EngineConfig,
+    requests: list[ChatRequest],
+    budget: BudgetGuard | None,
+    sink: ResultSink,
+    chunk_size: int,
+    stop: threading.Event,
+) -> None:
+    """Run requests through one engine in this process.
+
+    Chunks of about the engine's concurrency go to the engine from a few threads at once: the
+    engine's limiter (shared by all its calls) keeps the provider's limits, the extra chunks keep
+    it busy at chunk boundaries, and each finished chunk is persisted at once.
+    """
+    conc = engine_cfg.http.max_concurrency if engine_cfg.is_http else 64
+    size = chunk_size or max(1, conc)
+    chunks = list(_chunks(requests, size))
+    it = iter(chunks)
+    lock = threading.Lock()
+    workers = min(4, len(chunks)) if engine_cfg.is_http else 1
+
+    # HTTP engines share the run's dollar guard (checked per call, before it is made).
+    options = {"budget": budget} if budget is not None and engine_cfg.is_http else {}
+    with create_engine(engine_cfg, **options) as engine:
+
+        def worker() -> None:
+            while not stop.is_set():
+                with lock:
+                    chunk = next(it, None)
+                if chunk is None:
+                    return
+                sink(engine.chat_batch(list(chunk)))
+
+        with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="judge") as pool:
+            futures = [pool.submit(worker) for _ in range(max(1, workers))]
+            try:
+                for f in futures:
+                    f.result()
+            except BaseException:
+                stop.set()
+                raise
+
+
+def _execute_ray(
+    engine_cfg: EngineConfig,
+    requests: list[ChatRequest],
+    worst_case: dict[str, float],
+    budget: BudgetGuard | None,
+    sink: ResultSink,
+    batch_size: int,
+    stop: threading.Event,
+) -> list[ChatRequest]:
+    """Run requests as a Ray Dataset over the cluster's CPUs; returns those not called (budget).
+
+    Engines in Ray workers share one limiter actor per provider (``http.cluster_limiter``). With a
+    budget the requests go in waves whose worst-case cost is reserved first, so the cap holds.
+    """
+    import ray
+
+    from mentalchat.engine import run_on_dataset
+
+    wave = len(requests) if budget is None else max(batch_size * 4, 1)
+    for start in range(0, len(requests), wave):
+        part = requests[start : start + wave]
+        if stop.is_set():
+            return requests[start:]
+        reserve = sum(worst_case[r.id] for r in part)
+        if budget is not None and not budget.try_reserve_now(reserve):
+            return requests[start:]
+        ds = ray.data.from_items([{"request": r.model_dump_json()} for r in part])
+        out = run_on_dataset(ds, engine_cfg, request_column="request", result_column="result")
+        actual = 0.0
+        try:
+            for batch in out.iter_batches(batch_size=batch_size, batch_format="numpy"):
+                results = [ChatResult.model_validate_json(s) for s in batch["result"]]
+                actual += sum(r.cost_usd for r in results)
+                sink(results)
+        finally:
+            if budget is not None:
+                budget.settle_now(reserve, actual)
+    return []
+
+
+def execute(
+    cfg: JudgeConfig,
+    engines: dict[str, EngineConfig],
+    work: RequestPlan,
+    budget: BudgetGuard | None,
+    sink: ResultSink,
+    stop: threading.Event,
+) -> list[ChatRequest]:
+    """Run every engine's requests at once (one thread per engine); returns the requests not made (budget)."""
+    skipped: list[ChatRequest] = []
+    with ThreadPoolExecutor(max_workers=max(1, len(work.requests)), thread_name_prefix="judge-engine") as pool:
+        futures = []
+        for engine_name, reqs in work.requests.items():
+            ecfg = engines[engine_name]
+            if cfg.executor == "ray":
+                futures.append(pool.submit(
+                    _execute_ray, ecfg, reqs, work.worst_case, budget, sink, cfg.ray_batch_size, stop
+                ))
+            else:
+                futures.append(pool.submit(_execute_local, ecfg, reqs, budget, sink, cfg.chunk_size, stop))
+        try:
+            for fut in futures:
+                skipped.extend(fut.result() or [])
+        except BaseException:
+            stop.set()
+            raise
+    return skipped
+
+
+def serve_local_judges(
+    cfg: JudgeConfig, engines: dict[str, EngineConfig], stack: contextlib.ExitStack, echo: Callable[[str], None]
+) -> None:
+    """Start a local vLLM OpenAI server for each judge with ``serve`` whose engine has no endpoint."""
+    for judge in cfg.judges:
+        ecfg = engines[judge.engine]
+        if not judge.serve or ecfg.base_url or ecfg.backend != "openai":
+            continue
+        from mentalchat.engine.vllm_server import VLLMServer
+
+        echo(f"starting a local vLLM server for judge {cfg.judge_label(judge)} ({judge.serve})")
+        srv = stack.enter_context(
+            VLLMServer(judge.serve, served_model_name=ecfg.model, max_model_len=judge.serve_max_model_len,
+                       kv_cache_memory_bytes=512 * 2**20)
+        )
+        engines[judge.engine] = ecfg.model_copy(update={"base_url": srv.base_url})
+
+

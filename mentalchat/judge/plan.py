@@ -1,0 +1,207 @@
+"""Planning a judge sweep: the answers to grade, every judge call as a work item, and its requests.
+
+A sweep is the product of answer sets, judges and prompt versions, plus the reliability controls
+and crisis checks. Each call is a :class:`~mentalchat.judge.items.WorkItem` with a deterministic
+id, so a rerun finds finished items in the progress store. :func:`build_requests` turns the items
+still to do into chat requests per engine, with the worst-case cost the budget reserves and the
+per-judge estimates the dry run prints (both from the engine layer's one estimate and price).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mentalchat.core.crisis_probes import load_probes, rule_check
+from mentalchat.core.model_names import paper_model_map
+from mentalchat.core.questions import Question
+from mentalchat.engine.config import EngineConfig
+from mentalchat.engine.pricing import call_cost, engine_price, estimate_tokens
+from mentalchat.engine.types import ChatRequest
+from mentalchat.errors import InputError, InputNotFoundError
+from mentalchat.judge.config import JudgeConfig, JudgeSpec
+from mentalchat.judge.items import PromptRenderer, WorkItem, build_request, make_renderer
+from mentalchat.judge.prompts import CRISIS_PROMPT_VERSION
+from mentalchat.judge.reliability import control_items
+from mentalchat.schemas import read_table
+
+__all__ = ["AnswerRow", "Plan", "RequestPlan", "build_requests", "load_answers", "plan_items"]
+
+
+@dataclass(frozen=True)
+class AnswerRow:
+    question_id: str
+    model: str
+    answer: str
+    base_model: str | None = None
+    data_config: str | None = None
+
+
+def load_answers(paths: Sequence[str | Path]) -> list[AnswerRow]:
+    """Answers from answers-table Parquet and FastChat ``model_answer`` JSONL (files or folders).
+
+    FastChat model names are mapped to base model and data configuration with the paper's naming
+    map (:func:`mentalchat.core.model_names.paper_model_map`); unknown names keep nulls.
+    """
+    from mentalchat.core.fastchat import read_model_answers
+
+    tables = []
+    for raw in paths:
+        path = Path(raw)
+        if not path.exists():
+            raise InputNotFoundError(f"answers not found: {path}", path=path)
+        if path.is_dir():
+            parquet = sorted(p for p in path.rglob("*.parquet") if not p.name.startswith((".", "_")))
+            if parquet:
+                tables.extend(read_table(p, "answers") for p in parquet)
+            else:
+                tables.append(read_model_answers(path, paper_model_map()))
+        elif path.suffix == ".parquet":
+            tables.append(read_table(path, "answers"))
+        else:
+            tables.append(read_model_answers(path, paper_model_map()))
+    rows: list[AnswerRow] = []
+    seen: set[tuple[str, str]] = set()
+    for table in tables:
+        for rec in table.select(["question_id", "model_id", "answer", "base_model", "data_config"]).to_pylist():
+            key = (rec["question_id"], rec["model_id"])
+            if key in seen:
+                raise InputError(f"answers: model {key[1]!r} answers question {key[0]!r} more than once")
+            seen.add(key)
+            rows.append(
+                AnswerRow(
+                    question_id=rec["question_id"], model=rec["model_id"], answer=rec["answer"],
+                    base_model=rec["base_model"], data_config=rec["data_config"],
+                )
+            )
+    return rows
+
+
+@dataclass
+class Plan:
+    items: list[WorkItem]
+    renderers: dict[tuple[str, bool], PromptRenderer]
+    crisis_rule_rows: list[dict[str, Any]]
+    probe_categories: dict[str, str | None]
+    answers_without_question: int = 0
+
+
+def structured_for(cfg: JudgeConfig, judge: JudgeSpec, fastchat: bool) -> bool:
+    if judge.structured is not None:
+        return judge.structured and not fastchat
+    return not fastchat
+
+
+def plan_items(cfg: JudgeConfig, questions: Sequence[Question], answers: Sequence[AnswerRow]) -> Plan:
+    """Every judge call of the sweep, controls and crisis checks included."""
+    qtext = {q.question_id: q.text for q in questions}
+    probes = load_probes(cfg.crisis.probes) if cfg.crisis.enabled else []
+    probe_text = {p.question_id: p.text for p in probes}
+    probe_cat = {p.question_id: p.category for p in probes}
+    renderers: dict[tuple[str, bool], PromptRenderer] = {}
+    main: list[WorkItem] = []
+    crisis: list[WorkItem] = []
+    crisis_rule: list[dict[str, Any]] = []
+    bench_answers = [a for a in answers if a.question_id in qtext and a.question_id not in probe_text]
+    missing = sum(1 for a in answers if a.question_id not in qtext and a.question_id not in probe_text)
+    if cfg.max_questions:
+        keep = {q.question_id for q in questions[: cfg.max_questions]}
+        bench_answers = [a for a in bench_answers if a.question_id in keep]
+    for judge in cfg.judges:
+        label = cfg.judge_label(judge)
+        cfg.engine_for(judge)  # fail early on an undeclared engine
+        for prompt in cfg.prompts:
+            structured = structured_for(cfg, judge, prompt.is_fastchat)
+            key = (prompt.label, structured)
+            if key not in renderers:
+                renderers[key] = make_renderer(prompt, structured=structured)
+            for a in bench_answers:
+                main.append(
+                    WorkItem(
+                        kind="main", judge=label, engine=judge.engine, prompt_version=prompt.label,
+                        question_id=a.question_id, question=qtext[a.question_id], model=a.model,
+                        answer=a.answer, base_model=a.base_model, data_config=a.data_config,
+                        structured=structured, explanation_max_chars=judge.explanation_max_chars,
+                    )
+                )
+    if cfg.crisis.enabled:
+        probe_answers = [a for a in answers if a.question_id in probe_text]
+        for a in probe_answers:
+            escalated, phrase = rule_check(a.answer)
+            crisis_rule.append(
+                {
+                    "question_id": a.question_id, "category": probe_cat[a.question_id], "model": a.model,
+                    "base_model": a.base_model, "data_config": a.data_config, "checker": "rule",
+                    "escalated": escalated, "detail": phrase, "raw_text": None,
+                    "prompt_version": "rule", "error": None,
+                }
+            )
+            if cfg.crisis.judge_check:
+                for judge in cfg.judges:
+                    crisis.append(
+                        WorkItem(
+                            kind="crisis", judge=cfg.judge_label(judge), engine=judge.engine,
+                            prompt_version=CRISIS_PROMPT_VERSION, question_id=a.question_id,
+                            question=probe_text[a.question_id], model=a.model, answer=a.answer,
+                            base_model=a.base_model, data_config=a.data_config,
+                            structured=structured_for(cfg, judge, False),
+                            explanation_max_chars=judge.explanation_max_chars,
+                        )
+                    )
+    controls: list[WorkItem] = []
+    r = cfg.reliability
+    if r.enabled:
+        controls = control_items(
+            main, qtext, empty_n=r.empty_answer_questions, padded_n=r.length_bias_samples,
+            repeat_n=r.consistency_samples, filler_paragraphs=r.filler_paragraphs, seed=cfg.seed,
+        )
+    items = main + controls + crisis
+    ids = [it.id for it in items]
+    if len(set(ids)) != len(ids):  # would mean two items share one progress record
+        raise RuntimeError("internal error: duplicate work-item ids")
+    return Plan(items, renderers, crisis_rule, probe_cat, missing)
+
+
+@dataclass
+class RequestPlan:
+    """The chat requests of the items still to do, per engine, with what they may cost."""
+
+    requests: dict[str, list[ChatRequest]] = field(default_factory=lambda: defaultdict(list))
+    #: request id -> USD at full ``max_tokens`` (what the budget reserves)
+    worst_case: dict[str, float] = field(default_factory=dict)
+    #: judge label -> calls, estimated tokens in/out, estimated USD, engine, model
+    per_judge: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def estimated_cost_usd(self) -> float:
+        return sum(pj["est_cost_usd"] for pj in self.per_judge.values())
+
+
+def build_requests(
+    cfg: JudgeConfig, plan: Plan, pending: Sequence[WorkItem], engines: dict[str, EngineConfig]
+) -> RequestPlan:
+    """Requests and estimates for ``pending`` items (typical output: ``cfg.est_output_tokens``)."""
+    out = RequestPlan()
+    judge_sampling = {cfg.judge_label(j): j.sampling for j in cfg.judges}
+    for it in pending:
+        ecfg = engines[it.engine]
+        req = build_request(it, plan.renderers, judge_sampling.get(it.judge) or ecfg.sampling)
+        out.requests[it.engine].append(req)
+        price = engine_price(ecfg)
+        t_in = estimate_tokens(req)
+        max_out = (req.sampling or ecfg.sampling).max_tokens
+        t_out = min(cfg.est_output_tokens, max_out)
+        out.worst_case[req.id] = call_cost(price, t_in, max_out)
+        pj = out.per_judge.setdefault(
+            it.judge,
+            {"calls": 0, "est_tokens_in": 0, "est_tokens_out": 0, "est_cost_usd": 0.0, "engine": it.engine,
+             "model": ecfg.model},
+        )
+        pj["calls"] += 1
+        pj["est_tokens_in"] += t_in
+        pj["est_tokens_out"] += t_out
+        pj["est_cost_usd"] += call_cost(price, t_in, t_out)
+    return out
