@@ -1,71 +1,13 @@
 """Convert between FastChat llm_judge files and mentalchat's Parquet tables.
 
-    python jobs/fastchat.py import --fastchat ../shared/mentalchat16k/fastchat --output runs/fc-import
-    python jobs/fastchat.py export --answers runs/gen/answers.parquet \\
-        --judgments runs/judge/judgments.parquet --output runs/fc-export
-
-``import`` writes answers.parquet and judgments.parquet (scores parsed metric by metric from the
-judges' texts; base model and data configuration from the paper's name mapping) and copies
-question.jsonl when there is one. ``export`` writes FastChat's layout: model_answer/<model>.jsonl
-and model_judgment/<judge>_single.jsonl, whose ``score`` is the overall rating.
+The same as ``mentalchat fastchat`` (``--help`` lists the options and examples); this file exists
+because ``ray job submit -- python jobs/fastchat.py ...`` needs a script to run. The command lives
+in :mod:`mentalchat.core.fastchat_command`.
 """
 
-from __future__ import annotations
-
-import argparse
 import sys
-from pathlib import Path
 
-
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    sub = ap.add_subparsers(dest="command", required=True)
-    imp = sub.add_parser("import", help="FastChat folder -> Parquet tables")
-    imp.add_argument("--fastchat", required=True, help="folder with model_answer/, model_judgment*/")
-    imp.add_argument("--output", required=True)
-    imp.add_argument("--no-text", action="store_true", help="drop judge texts (smaller tables)")
-    exp = sub.add_parser("export", help="Parquet tables -> FastChat folder")
-    exp.add_argument("--answers", help="answers Parquet")
-    exp.add_argument("--judgments", help="judgments Parquet")
-    exp.add_argument("--questions", help="FastChat question.jsonl to copy alongside")
-    exp.add_argument("--output", required=True)
-    args = ap.parse_args(argv)
-
-    from mentalchat.core import fastchat
-    from mentalchat.core.model_names import paper_model_map
-    from mentalchat.io import atomic_dir
-    from mentalchat.schemas import SchemaError, read_table, write_table
-
-    try:
-        with atomic_dir(args.output) as tmp:
-            if args.command == "import":
-                data = fastchat.read_fastchat_dir(args.fastchat, paper_model_map(),
-                                                  keep_text=not args.no_text)
-                if data.questions is not None:
-                    fastchat.write_questions(data.questions, tmp / "question.jsonl")
-                if data.answers is not None:
-                    write_table(data.answers, tmp / "answers.parquet", "answers")
-                if data.judgments is not None:
-                    write_table(data.judgments, tmp / "judgments.parquet", "judgments")
-            else:
-                if not (args.answers or args.judgments):
-                    ap.error("export needs --answers and/or --judgments")
-                if args.questions:
-                    fastchat.write_questions(fastchat.read_questions(args.questions),
-                                             tmp / "question.jsonl")
-                if args.answers:
-                    fastchat.write_model_answers(read_table(args.answers, "answers"), tmp / "model_answer")
-                if args.judgments:
-                    fastchat.write_model_judgments(read_table(args.judgments, "judgments"),
-                                                   tmp / "model_judgment")
-    except (fastchat.FastChatFormatError, SchemaError, ValueError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    for path in sorted(Path(args.output).rglob("*")):
-        if path.is_file():
-            print(path)
-    return 0
-
+from mentalchat.cli import job_main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(job_main("fastchat", prog="jobs/fastchat.py"))

@@ -20,6 +20,7 @@ __all__ = [
     "InputError",
     "InputNotFoundError",
     "MentalchatError",
+    "StageError",
     "UsageError",
 ]
 
@@ -65,3 +66,7 @@ class InputNotFoundError(MentalchatError, FileNotFoundError):
 
 class UsageError(MentalchatError, ValueError):
     """A command line or call that asks for something contradictory or impossible."""
+
+
+class StageError(MentalchatError, RuntimeError):
+    """A stage that ran but cannot produce its output (every request failed, a missing model)."""

@@ -30,6 +30,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from mentalchat.dataset.config import DeidConfig
+from mentalchat.errors import StageError
 
 __all__ = [
     "ENTITY_TYPES",
@@ -337,7 +338,7 @@ class Deidentifier:
         cfg = self.cfg
         if cfg.ner == "spacy":
             if not spacy.util.is_package(cfg.spacy_model):
-                raise RuntimeError(
+                raise StageError(
                     f"spaCy model {cfg.spacy_model!r} is not installed (models are never downloaded at "
                     "run time): pip install 'mentalchat[dataset]', or set dataset.deid.ner=none to "
                     "use regular expressions only (names are then found far less reliably)"

@@ -23,6 +23,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mentalchat.errors import InputNotFoundError
+
 __all__ = [
     "SUPPORTED_SUFFIXES",
     "Page",
@@ -308,7 +310,7 @@ def list_transcript_files(folder: str | Path) -> list[Path]:
     so that they are reported rather than silently ignored."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise FileNotFoundError(f"transcript folder not found: {folder}")
+        raise InputNotFoundError(f"transcript folder not found: {folder}", path=folder)
     return sorted(
         p for p in folder.rglob("*")
         if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts)

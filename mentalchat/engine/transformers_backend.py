@@ -14,6 +14,7 @@ from typing import Any
 from mentalchat.engine.base import Engine, register_backend
 from mentalchat.engine.config import EngineConfig
 from mentalchat.engine.types import ChatRequest, ChatResult, ErrorKind, SamplingConfig
+from mentalchat.errors import InputNotFoundError
 from mentalchat.models.kit import resolve_model
 
 __all__ = ["TransformersEngine"]
@@ -57,7 +58,7 @@ class TransformersEngine(Engine):
             return
         key = str(Path(path).resolve())
         if not (Path(key) / "adapter_config.json").is_file():
-            raise FileNotFoundError(f"LoRA adapter {path!r} has no adapter_config.json")
+            raise InputNotFoundError(f"LoRA adapter {path!r} has no adapter_config.json", path=path)
         if key not in self._adapters:
             from peft import PeftModel
 

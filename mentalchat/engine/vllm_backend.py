@@ -18,6 +18,7 @@ from typing import Any
 from mentalchat.engine.base import Engine, register_backend
 from mentalchat.engine.config import EngineConfig
 from mentalchat.engine.types import ChatRequest, ChatResult, SamplingConfig
+from mentalchat.errors import InputError, InputNotFoundError
 from mentalchat.models.kit import resolve_model
 
 __all__ = ["CPU_KV_CACHE_DEFAULT_BYTES", "VLLMEngine", "vllm_engine_kwargs"]
@@ -92,14 +93,14 @@ def _check_adapter(path: str, max_rank: int) -> None:
     """
     config_file = Path(path) / "adapter_config.json"
     if not config_file.is_file():
-        raise FileNotFoundError(f"LoRA adapter {path!r} has no adapter_config.json")
+        raise InputNotFoundError(f"LoRA adapter {path!r} has no adapter_config.json", path=path)
     try:
         config = json.loads(config_file.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
-        raise ValueError(f"{config_file}:{exc.lineno}: invalid JSON: {exc.msg}") from None
+        raise InputError.at(config_file, exc.lineno, f"invalid JSON: {exc.msg}") from None
     ranks = [int(config.get("r") or 0), *(int(v) for v in (config.get("rank_pattern") or {}).values())]
     if max(ranks) > max_rank:
-        raise ValueError(
+        raise InputError(
             f"LoRA adapter {path!r} has rank {max(ranks)} > vllm.max_lora_rank={max_rank}; raise max_lora_rank"
         )
 

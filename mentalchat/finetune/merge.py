@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from mentalchat.errors import UsageError
 from mentalchat.io import atomic_dir
 
 __all__ = ["merge_adapter"]
@@ -24,7 +25,7 @@ def merge_adapter(base_model: str, adapter_dir: str | Path, out_dir: str | Path,
     from mentalchat.finetune.models import materialize_model
 
     if dtype not in ("bfloat16", "float16", "float32"):
-        raise ValueError(f"merge dtype {dtype!r}: merging into a quantised base is not supported")
+        raise UsageError(f"merge dtype {dtype!r}: merging into a quantised base is not supported")
     adapter_dir = Path(adapter_dir)
     base_path = materialize_model(base_model)
     base = AutoModelForCausalLM.from_pretrained(base_path, dtype=getattr(torch, dtype), device_map="cpu")

@@ -404,3 +404,25 @@ def run_finetune(cfg: FinetuneConfig, dataset: str | Path, output: str | Path) -
         plan.output, stage="finetune", config_hash=plan.config_hash, experiment=plan.name, trials=len(rows)
     )
     return table
+
+
+def release_trial_placement_groups() -> float:
+    """Remove placement groups this job still holds once the Tune run is over; returns the CPUs freed.
+
+    Ray Train V2 run inside Tune trials leaves each trial's worker-group placement group reserved
+    until the driver exits (Ray 2.60). A driver that goes on to other work on the same cluster (the
+    pipeline's next stage) would otherwise find those CPUs taken and its engine actors waiting forever.
+    """
+    import ray
+    from ray.util.placement_group import PlacementGroup, placement_group_table, remove_placement_group
+
+    if not ray.is_initialized():
+        return 0.0
+    job = ray.get_runtime_context().get_job_id()
+    freed = 0.0
+    for pg_id, info in placement_group_table().items():
+        if info.get("state") != "CREATED" or not pg_id.endswith(job):
+            continue
+        remove_placement_group(PlacementGroup(ray.PlacementGroupID.from_hex(pg_id)))
+        freed += sum(b.get("CPU", 0.0) for b in (info.get("bundles") or {}).values())
+    return freed

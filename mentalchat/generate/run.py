@@ -17,9 +17,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mentalchat.config import ConfigError
 from mentalchat.core.questions import Question, load_questions
 from mentalchat.engine.config import EngineConfig
 from mentalchat.engine.types import ChatRequest, ChatResult
+from mentalchat.errors import InputError, InputNotFoundError, StageError, UsageError
 from mentalchat.generate.config import GenerateConfig
 from mentalchat.generate.prompts import ModelPrompts, prepare_prompts
 from mentalchat.io import atomic_dir, write_done_marker, write_json_atomic
@@ -80,7 +82,7 @@ def read_adapters(path: str | Path) -> list[AnswerModel]:
         candidates = [path / "manifest.parquet"] + sorted(path.glob("*.parquet"))
         manifest = next((c for c in candidates if c.is_file()), None)
     else:
-        raise FileNotFoundError(f"adapters not found: {path}")
+        raise InputNotFoundError(f"adapters not found: {path}", path=path)
     if manifest is None:
         return _scan_adapter_dirs(path)
     from mentalchat.schemas import read_table
@@ -96,12 +98,12 @@ def read_adapters(path: str | Path) -> list[AnswerModel]:
         adapter = _first(rec, "adapter_path", "adapter_dir", "adapter")
         base_path = _first(rec, "base_model_path", "base_path", "model_path", "base_model")
         if adapter is None or base_path is None:
-            raise ValueError(f"{where}: needs an adapter path and a base model (columns {sorted(rec)})")
+            raise InputError(f"{where}: needs an adapter path and a base model (columns {sorted(rec)})")
         adapter_path = Path(adapter)
         if not adapter_path.is_absolute():
             adapter_path = manifest.parent / adapter_path
         if not (adapter_path / "adapter_config.json").is_file():
-            raise ValueError(f"{where}: adapter folder {adapter_path} has no adapter_config.json")
+            raise InputError(f"{where}: adapter folder {adapter_path} has no adapter_config.json")
         base_label = str(_first(rec, "base_model", "base_model_name") or base_path)
         data_config = str(_first(rec, "data_config") or "unknown")
         model_id = str(_first(rec, "model_id", "model", "name") or f"{base_label}-{data_config}")
@@ -135,15 +137,15 @@ def _scan_adapter_dirs(folder: Path) -> list[AnswerModel]:
         try:
             meta = json.loads(cfg_file.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError) as exc:
-            raise ValueError(f"{cfg_file}: unreadable adapter config: {exc}") from None
+            raise InputError(f"{cfg_file}: unreadable adapter config: {exc}", path=cfg_file) from None
         base = meta.get("base_model_name_or_path")
         if not base:
-            raise ValueError(f"{cfg_file}: no base_model_name_or_path; use a manifest to name the base model")
+            raise InputError(f"{cfg_file}: no base_model_name_or_path; use a manifest to name the base model", path=cfg_file)
         label = Path(str(base)).name
         out.append(AnswerModel(model_id=adapter.name, base_model=label, base_path=str(base),
                                data_config="unknown", adapter=str(adapter)))
     if not out:
-        raise FileNotFoundError(f"{folder}: no manifest and no adapter folders (adapter_config.json)")
+        raise InputNotFoundError(f"{folder}: no manifest and no adapter folders (adapter_config.json)", path=folder)
     return out
 
 
@@ -164,9 +166,9 @@ def answer_models(cfg: GenerateConfig, adapters: Sequence[AnswerModel]) -> list[
     ids = [m.model_id for m in models]
     dupes = sorted({i for i in ids if ids.count(i) > 1})
     if dupes:
-        raise ValueError(f"model ids must be unique across base models and adapters; repeated: {dupes}")
+        raise ConfigError(f"model ids must be unique across base models and adapters; repeated: {dupes}")
     if not models:
-        raise ValueError("generate: no models to answer with (no base_models configured and no adapters given)")
+        raise UsageError("generate: no models to answer with (no base_models configured and no adapters given)")
     return models
 
 
@@ -198,7 +200,7 @@ def _engine_for(
             vopts["replicas"] = cfg.replicas
         update["vllm"] = template.vllm.model_copy(update=vopts)
     elif prompts.tokenizer_dir:
-        raise ValueError(f"{base_path}: the instruction prompt format needs the vllm backend")
+        raise ConfigError(f"{base_path}: the instruction prompt format needs the vllm backend")
     return template.model_copy(update=update)
 
 
@@ -276,7 +278,7 @@ def run_generate(
     summary.answers = len(rows)
     summary.failed = len(summary.failures)
     if not rows:
-        raise RuntimeError(f"generate: every request failed; first error: {summary.failures[0]['error']}")
+        raise StageError(f"generate: every request failed; first error: {summary.failures[0]['error']}")
 
     from mentalchat.core.fastchat import write_model_answers
 

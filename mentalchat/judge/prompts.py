@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from mentalchat.config import ConfigError
 from mentalchat.core.rubric import METRICS
 from mentalchat.engine.types import ChatMessage
 
@@ -93,7 +94,7 @@ def render_prompt(version: str, question: str, answer: str, *, structured: bool)
     try:
         render = PROMPT_VERSIONS[version]
     except KeyError:
-        raise ValueError(f"unknown judge prompt version {version!r}; known: {sorted(PROMPT_VERSIONS)}") from None
+        raise ConfigError(f"unknown judge prompt version {version!r}; known: {sorted(PROMPT_VERSIONS)}") from None
     return render(question, answer, structured)
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from mentalchat.engine.types import ChatResult
+from mentalchat.errors import InputError
 from mentalchat.io import atomic_path
 
 __all__ = ["ProgressStore"]
@@ -41,7 +42,7 @@ class ProgressStore:
                 try:
                     rec = json.loads(line)
                 except json.JSONDecodeError as exc:
-                    raise ValueError(f"{path}:{lineno}: corrupt progress record: {exc.msg}") from None
+                    raise InputError.at(path, lineno, f"corrupt progress record: {exc.msg}") from None
                 self._records[rec["item_id"]] = rec
 
     def __contains__(self, item_id: str) -> bool:

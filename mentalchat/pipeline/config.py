@@ -16,10 +16,11 @@ from pydantic import Field, field_validator
 
 from mentalchat.config import ConfigError, StrictModel
 
-__all__ = ["STAGES", "PipelineConfig", "RayOptions", "StageDirs", "Stage", "bundled_questions"]
+__all__ = ["STAGES", "PipelineConfig", "RayOptions", "StageDirs", "StageName", "bundled_questions"]
 
-Stage = Literal["dataset", "finetune", "generate", "judge", "stats"]
-STAGES: tuple[Stage, ...] = ("dataset", "finetune", "generate", "judge", "stats")
+#: The stages a pipeline may run, in order (the registry's built-in stages; a test keeps them equal).
+StageName = Literal["dataset", "finetune", "generate", "judge", "stats"]
+STAGES: tuple[StageName, ...] = ("dataset", "finetune", "generate", "judge", "stats")
 
 
 def bundled_questions() -> Path:
@@ -60,7 +61,7 @@ class RayOptions(StrictModel):
 class PipelineConfig(StrictModel):
     """The ``pipeline:`` section."""
 
-    stages: list[Stage] = Field(default_factory=lambda: list(STAGES), description="stages to run, in order")
+    stages: list[StageName] = Field(default_factory=lambda: list(STAGES), description="stages to run, in order")
     questions: str = Field(
         "bundled",
         description="benchmark questions (FastChat question.jsonl or Parquet); 'bundled' = the ten sample "
@@ -89,7 +90,7 @@ class PipelineConfig(StrictModel):
 
     @field_validator("stages")
     @classmethod
-    def _ordered(cls, value: list[Stage]) -> list[Stage]:
+    def _ordered(cls, value: list[StageName]) -> list[StageName]:
         if not value:
             raise ValueError("at least one stage")
         if len(set(value)) != len(value):

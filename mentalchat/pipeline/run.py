@@ -26,15 +26,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel
-
-from mentalchat.config import (
-    ConfigError,
-    apply_overrides,
-    config_hash,
-    load_config_dict,
-    validate_section,
-)
+from mentalchat.config import ConfigError, StrictModel, apply_overrides, config_hash, load_config_dict, validate_section
+from mentalchat.core.stage import Stage, get_stage
 from mentalchat.io import read_done_marker, write_json_atomic
 from mentalchat.pipeline.config import STAGES, PipelineConfig
 
@@ -51,27 +44,8 @@ log = logging.getLogger(__name__)
 STATE_FILE = "pipeline.json"
 LOCK_FILE = ".pipeline.lock"
 TOP_LEVEL = ("pipeline", "engines", "run", *STAGES)
-# What the next stage (or the user) reads from each stage's folder: all must exist to skip it.
-REQUIRED = {
-    "dataset": ("qa_pairs.parquet",),
-    "finetune": ("manifest.parquet",),
-    "generate": ("answers.parquet",),
-    "judge": ("judgments.parquet",),
-    "stats": ("report.md",),
-}
 # Secrets come from the environment only; a config's env: section may not carry them.
 _SECRET_WORDS = {"KEY", "APIKEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "CREDENTIALS"}
-
-
-def _stage_classes() -> dict[str, type[BaseModel]]:
-    from mentalchat.dataset.config import DatasetConfig
-    from mentalchat.finetune.config import FinetuneConfig
-    from mentalchat.generate.config import GenerateConfig
-    from mentalchat.judge.config import JudgeConfig
-    from mentalchat.stats.config import StatsConfig
-
-    return {"dataset": DatasetConfig, "finetune": FinetuneConfig, "generate": GenerateConfig,
-            "judge": JudgeConfig, "stats": StatsConfig}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -84,21 +58,12 @@ class PipelinePlan:
 
     source: Path
     pipeline: PipelineConfig
-    configs: dict[str, BaseModel]
+    configs: dict[str, StrictModel]
     overrides: list[str] = field(default_factory=list)
 
     @property
     def stages(self) -> list[str]:
         return list(self.pipeline.stages)
-
-
-def _stage_section(cls: type[BaseModel], doc: dict[str, Any], section: str, source: str) -> BaseModel:
-    """As :func:`mentalchat.config.load_stage_config`, from a document already loaded."""
-    stage = dict(doc.get(section) or {})
-    for shared in ("engines", "run"):
-        if shared in cls.model_fields and shared not in stage and shared in doc:
-            stage[shared] = doc[shared]
-    return validate_section(cls, {section: stage}, section, source=source)
 
 
 def load_pipeline(config: str | Path, overrides: list[str] | None = None) -> PipelinePlan:
@@ -117,13 +82,7 @@ def load_pipeline(config: str | Path, overrides: list[str] | None = None) -> Pip
             )
     doc = apply_overrides(load_config_dict(source), overrides)
     pipe = validate_section(PipelineConfig, doc, "pipeline", source=str(source))
-    classes = _stage_classes()
-    configs: dict[str, BaseModel] = {}
-    for stage in pipe.stages:
-        cfg = _stage_section(classes[stage], doc, stage, str(source))
-        if stage == "judge":
-            cfg = cfg.resolve_paths(source.resolve().parent)  # type: ignore[attr-defined]
-        configs[stage] = cfg
+    configs = {name: get_stage(name).config_from_doc(doc, source) for name in pipe.stages}
     for name in pipe.env:
         if _SECRET_WORDS & set(name.upper().split("_")):
             raise ConfigError(
@@ -229,6 +188,53 @@ class PipelineResult:
 # The run
 
 
+class _Context:
+    """What one stage sees of the run (:class:`mentalchat.core.stage.StageContext`)."""
+
+    def __init__(self, driver: _Driver, stage: str) -> None:
+        self._driver = driver
+        p = driver.p
+        self.folder = driver.folder(stage)
+        self.echo = driver.echo
+        self.progress = driver.progress
+        self.transcripts = p.transcripts
+        self.human = list(p.human)
+        self.fastchat = list(p.fastchat)
+
+    def runs(self, stage: str) -> bool:
+        return stage in self._driver.p.stages
+
+    def folder_of(self, stage: str) -> Path:
+        return self._driver.folder(stage)
+
+    def key_of(self, stage: str) -> str | None:
+        return self._driver.keys.get(stage)
+
+    def upstream_key(self, stage: str, external: Path | None) -> str | None:
+        return self.key_of(stage) if self.runs(stage) else fingerprint(external)
+
+    def fingerprint(self, path: str | Path | None) -> str | None:
+        return fingerprint(path)
+
+    def questions_path(self) -> Path:
+        return self._driver.p.questions_path()
+
+    def dataset_file(self) -> Path | None:
+        p = self._driver.p
+        if "dataset" in p.stages:
+            return self.folder_of("dataset") / "qa_pairs.parquet"
+        if p.dataset:
+            path = Path(p.dataset).expanduser()
+            return path / "qa_pairs.parquet" if (path / "qa_pairs.parquet").is_file() else path
+        return None
+
+    def adapters(self) -> Path | None:
+        p = self._driver.p
+        if "finetune" in p.stages:
+            return self.folder_of("finetune")
+        return Path(p.adapters).expanduser() if p.adapters else None
+
+
 class _Driver:
     def __init__(self, plan: PipelinePlan, output: Path, echo: Callable[[str], None], progress: bool) -> None:
         self.plan = plan
@@ -261,74 +267,23 @@ class _Driver:
     def folder(self, stage: str) -> Path:
         return self.output / getattr(self.p.dirs, stage)
 
-    # -- inputs ----------------------------------------------------------------------------------
-    def dataset_file(self) -> Path | None:
-        if "dataset" in self.p.stages:
-            return self.folder("dataset") / "qa_pairs.parquet"
-        if self.p.dataset:
-            path = Path(self.p.dataset).expanduser()
-            return path / "qa_pairs.parquet" if (path / "qa_pairs.parquet").is_file() else path
-        return None
-
-    def adapters(self) -> Path | None:
-        if "finetune" in self.p.stages:
-            return self.folder("finetune")
-        return Path(self.p.adapters).expanduser() if self.p.adapters else None
-
-    def key(self, stage: str) -> str:
+    # -- keys ------------------------------------------------------------------------------------
+    def key(self, stage: Stage, ctx: _Context) -> str:
         """The stage's config hash chained with the keys (or fingerprints) of everything it reads."""
-        cfg_hash = config_hash(self.plan.configs[stage])
-        p = self.p
+        cfg = self.plan.configs[stage.name]
+        return _digest(stage.name, config_hash(cfg), stage.input_fingerprints(cfg, ctx))
 
-        def upstream(name: str, external: Path | None) -> str | None:
-            return self.keys.get(name) if name in p.stages else fingerprint(external)
-
-        if stage == "dataset":
-            from mentalchat.dataset.build import resolve_transcripts
-
-            folder = None
-            cfg = self.plan.configs["dataset"]
-            if cfg.interview.enabled:  # type: ignore[attr-defined]
-                folder = resolve_transcripts(cfg, p.transcripts)  # type: ignore[arg-type]
-            inputs: dict[str, Any] = {"transcripts": fingerprint(folder)}
-        elif stage == "finetune":
-            inputs = {"dataset": upstream("dataset", self.dataset_file())}
-        elif stage == "generate":
-            inputs = {"questions": fingerprint(p.questions_path()), "adapters": upstream("finetune", self.adapters())}
-        elif stage == "judge":
-            inputs = {"questions": fingerprint(p.questions_path()), "answers": self.keys.get("generate")}
-        else:
-            inputs = {
-                "judgments": self.keys.get("judge"),
-                "dataset": upstream("dataset", self.dataset_file()),
-                "human": [fingerprint(h) for h in p.human],
-                "fastchat": [fingerprint(f) for f in p.fastchat],
-            }
-        return _digest(stage, cfg_hash, inputs)
-
-    def can_skip(self, stage: str, key: str) -> bool:
-        rec = self.state["stages"].get(stage) or {}
+    def can_skip(self, stage: Stage, key: str) -> bool:
+        rec = self.state["stages"].get(stage.name) or {}
         if rec.get("status") != "done" or rec.get("key") != key:
             return False
-        folder = self.folder(stage)
+        folder = self.folder(stage.name)
         marker = read_done_marker(folder)
-        if marker is None or marker.get("stage") != stage or marker.get("config_hash") != rec.get("marker_hash"):
+        if marker is None or marker.get("stage") != stage.name or marker.get("config_hash") != rec.get("marker_hash"):
             return False
-        return all((folder / name).exists() for name in REQUIRED[stage])
+        return all((folder / name).exists() for name in stage.outputs)
 
     # -- Ray -------------------------------------------------------------------------------------
-    def needs_ray(self, stage: str) -> bool:
-        cfg = self.plan.configs[stage]
-        if stage == "finetune":
-            return True
-        if stage == "generate":
-            return cfg.executor == "ray"  # type: ignore[attr-defined]
-        if stage == "judge":
-            return cfg.executor == "ray"  # type: ignore[attr-defined]
-        if stage == "dataset":
-            return True  # interview actors and vLLM engines run as Ray tasks
-        return False
-
     def ensure_ray(self) -> None:
         import ray
 
@@ -349,114 +304,51 @@ class _Driver:
         where = address or "a local cluster"
         self.echo(f"ray: joined {where} in {self.ray_seconds:.1f} s ({ray.cluster_resources().get('CPU', 0):g} CPUs)")
 
-    def release_placement_groups(self) -> None:
-        """Remove placement groups this job still holds after a stage (none should be in use then).
-
-        Ray Train V2 run inside Tune trials leaves each trial's worker-group placement group
-        reserved until the driver exits (Ray 2.60); on a 4-CPU local cluster that starves the
-        next stage's engine actors, which then wait forever.
-        """
-        import ray
-
-        if not ray.is_initialized():
-            return
-        from ray._raylet import PlacementGroupID
-        from ray.util.placement_group import PlacementGroup, placement_group_table, remove_placement_group
-
-        job = ray.get_runtime_context().get_job_id()
-        freed = 0.0
-        for pg_id, info in placement_group_table().items():
-            if info.get("state") != "CREATED" or not pg_id.endswith(job):
-                continue
-            remove_placement_group(PlacementGroup(PlacementGroupID.from_hex(pg_id)))
-            freed += sum(b.get("CPU", 0.0) for b in (info.get("bundles") or {}).values())
-        if freed:
-            self.echo(f"    released {freed:g} CPUs that finished Ray Train trials still held in placement groups")
-
-    # -- stages ----------------------------------------------------------------------------------
-    def run_stage(self, stage: str) -> dict[str, Any]:
-        cfg: Any = self.plan.configs[stage]
-        folder = self.folder(stage)
-        if stage == "dataset":
-            from mentalchat.dataset.build import build_dataset
-
-            stats = build_dataset(cfg, folder, transcripts=self.p.transcripts, echo=self.echo)
-            return {"pairs": stats["pairs"], "rejected": stats["rejected"],
-                    "crisis_flagged": stats.get("crisis", {}).get("flagged")}
-        if stage == "finetune":
-            from mentalchat.finetune.tune import run_finetune
-
-            dataset = self.dataset_file()
-            assert dataset is not None
-            manifest = run_finetune(cfg, dataset, folder).to_pylist()
-            return {"adapters": len(manifest),
-                    "trials": {r["trial_id"]: {"steps": r["steps"], "train_loss": r["train_loss"],
-                                               "eval_loss": r["eval_loss"]} for r in manifest}}
-        if stage == "generate":
-            from mentalchat.generate.run import run_generate
-
-            summary = run_generate(cfg, self.p.questions_path(), folder, adapters=self.adapters(),
-                                   use_ray=cfg.executor == "ray")
-            return {"answers": summary.answers, "failed": summary.failed, "models": summary.models,
-                    "questions": summary.questions}
-        if stage == "judge":
-            from mentalchat.judge.run import run_judge
-
-            answers = self.folder("generate") / "answers.parquet"
-            js = run_judge(cfg, self.p.questions_path(), [answers], folder, progress=self.progress, echo=self.echo)
-            return {"planned": js.planned, "scored": js.scored, "failed": js.failed, "calls": js.called,
-                    "spent_usd": round(js.spent_usd, 4), "failures": js.failures}
-        from mentalchat.stats.run import run_stats
-
-        judgments = [self.folder("judge") / "judgments.parquet"] if "judge" in self.p.stages else []
-        dataset = self.dataset_file()
-        result = run_stats(cfg, folder, judgments=judgments, fastchat=self.p.fastchat, human=self.p.human,
-                           dataset=dataset if dataset is not None and dataset.exists() else None)
-        return {"report_md": str(result.report_md), "report_html": str(result.report_html),
-                "tables": sorted(result.tables), "unmapped": result.unmapped}
-
+    # -- the run ---------------------------------------------------------------------------------
     def run(self) -> PipelineResult:
         t_start = time.perf_counter()
         results: list[StageResult] = []
         n = len(self.p.stages)
-        for i, stage in enumerate(self.p.stages, 1):
-            key = self.key(stage)
-            self.keys[stage] = key
-            folder = self.folder(stage)
+        for i, name in enumerate(self.p.stages, 1):
+            stage = get_stage(name)
+            cfg = self.plan.configs[name]
+            ctx = _Context(self, name)
+            key = self.key(stage, ctx)
+            self.keys[name] = key
+            folder = ctx.folder
             if self.can_skip(stage, key):
-                facts = dict((self.state["stages"].get(stage) or {}).get("facts") or {})
-                self.echo(f"==> [{i}/{n}] {stage}: skipped (output complete, config and inputs unchanged) "
+                facts = dict((self.state["stages"].get(name) or {}).get("facts") or {})
+                self.echo(f"==> [{i}/{n}] {name}: skipped (output complete, config and inputs unchanged) "
                           f"-> {folder}")
-                results.append(StageResult(stage, folder, "skipped", 0.0, key, facts))
+                results.append(StageResult(name, folder, "skipped", 0.0, key, facts))
                 continue
-            self.echo(f"==> [{i}/{n}] {stage} -> {folder}")
-            if self.needs_ray(stage):
+            self.echo(f"==> [{i}/{n}] {name} -> {folder}")
+            if stage.needs_ray(cfg, ctx):
                 self.ensure_ray()
-            self.state["stages"][stage] = {"status": "running", "key": key}
+            self.state["stages"][name] = {"status": "running", "key": key}
             self._save_state()
             t0 = time.perf_counter()
             try:
-                facts = self.run_stage(stage)
+                facts = stage.run(cfg, ctx)
             except BaseException as exc:
                 secs = time.perf_counter() - t0
-                self.state["stages"][stage] = {"status": "failed", "key": key, "seconds": round(secs, 1),
-                                               "error": f"{type(exc).__name__}: {exc}"[:2000]}
+                self.state["stages"][name] = {"status": "failed", "key": key, "seconds": round(secs, 1),
+                                              "error": f"{type(exc).__name__}: {exc}"[:2000]}
                 self._save_state()
-                self.echo(f"==> [{i}/{n}] {stage} FAILED after {secs:.1f} s: {type(exc).__name__}: {exc}")
+                self.echo(f"==> [{i}/{n}] {name} FAILED after {secs:.1f} s: {type(exc).__name__}: {exc}")
                 self.echo("    rerun the same command to resume: finished stages are skipped")
                 raise
             secs = time.perf_counter() - t0
-            if stage == "finetune":
-                self.release_placement_groups()
+            stage.after_run(ctx)
             marker = read_done_marker(folder) or {}
-            self.state["stages"][stage] = {
+            self.state["stages"][name] = {
                 "status": "done", "key": key, "marker_hash": marker.get("config_hash"),
                 "seconds": round(secs, 1), "facts": facts,
                 "finished": datetime.now(UTC).isoformat(timespec="seconds"),
             }
             self._save_state()
-            self.echo(f"==> [{i}/{n}] {stage} done in {secs:.1f} s")
-            results.append(StageResult(stage, folder, "ran", secs, key, facts))
+            self.echo(f"==> [{i}/{n}] {name} done in {secs:.1f} s")
+            results.append(StageResult(name, folder, "ran", secs, key, facts))
         return PipelineResult(self.output, results, time.perf_counter() - t_start, self.p.notice, self.ray_seconds)
 
 

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from mentalchat.core.stage import get_stage
 from mentalchat.io import atomic_path
 
 if TYPE_CHECKING:
@@ -29,30 +30,8 @@ def _show(path: Path) -> str:
 
 
 def _describe(s: StageResult) -> tuple[str, str]:
-    """(main output, what it holds) for one stage."""
-    f: dict[str, Any] = s.facts or {}
-    d = s.folder
-    if s.stage == "dataset":
-        what = f"{f.get('pairs', '?')} QA pairs, {f.get('rejected', '?')} rejected; card {_show(d / 'README.md')}"
-        return _show(d / "qa_pairs.parquet"), what
-    if s.stage == "finetune":
-        losses = [t.get("train_loss") for t in (f.get("trials") or {}).values() if t.get("train_loss") is not None]
-        loss = f", train loss {min(losses):.3f}-{max(losses):.3f}" if losses else ""
-        return _show(d / "manifest.parquet"), f"{f.get('adapters', '?')} LoRA adapters in {_show(d / 'adapters')}{loss}"
-    if s.stage == "generate":
-        models = f.get("models") or []
-        failed = f", {f['failed']} failed" if f.get("failed") else ""
-        return _show(d / "answers.parquet"), (
-            f"{f.get('answers', '?')} answers from {len(models)} models to {f.get('questions', '?')} questions"
-            f"{failed}; FastChat copy in {_show(d / 'model_answer')}"
-        )
-    if s.stage == "judge":
-        return _show(d / "judgments.parquet"), (
-            f"{f.get('scored', '?')} of {f.get('planned', '?')} judge calls scored, {f.get('failed', '?')} failed"
-            f" (${f.get('spent_usd', 0):.4f}); also reliability.parquet, crisis.parquet"
-        )
-    html = f.get("report_html")
-    return _show(d / "report.md"), f"tables + figures; HTML {_show(Path(html)) if html else _show(d / 'report.html')}"
+    """(main output, what it holds) for one stage, in the stage's own words."""
+    return get_stage(s.stage).describe(s.facts or {}, s.folder, _show)
 
 
 def format_summary(result: PipelineResult) -> str:

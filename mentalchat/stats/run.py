@@ -20,6 +20,7 @@ import pyarrow as pa
 from mentalchat.config import config_hash
 from mentalchat.core.fastchat import read_model_judgments
 from mentalchat.core.human_ratings import read_human_ratings
+from mentalchat.errors import InputError, UsageError
 from mentalchat.io import atomic_dir, write_done_marker
 from mentalchat.schemas import (
     AGREEMENT,
@@ -83,14 +84,14 @@ def load_judgments(
         # statistics need only the judgments; answers and questions stay where they are
         jdirs = sorted(p for p in Path(root).glob("model_judgment*") if p.is_dir())
         if not jdirs:
-            raise ValueError(f"{root}: no model_judgment*/ folder with FastChat judgments")
+            raise InputError(f"{root}: no model_judgment*/ folder with FastChat judgments", path=root)
         tables.append(read_model_judgments(jdirs, cfg.model_map, keep_text=False))
         described.append(f"{root} (FastChat: {', '.join(p.name for p in jdirs)})")
     for path in human:
         tables.append(read_human_ratings(path, cfg.model_map))
         described.append(f"{path} (human ratings)")
     if not tables:
-        raise ValueError("no judgments given: pass --judgments, --fastchat or --human")
+        raise UsageError("no judgments given: pass --judgments, --fastchat or --human")
     return tables, described
 
 

@@ -1,0 +1,75 @@
+"""Stage 2 as the pipeline and ``mentalchat finetune`` see it (``jobs/finetune.py``)."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from mentalchat.core.stage import Stage, StageContext, register_stage
+from mentalchat.errors import UsageError
+from mentalchat.finetune.config import FinetuneConfig
+
+__all__ = ["FinetuneStage"]
+
+
+@register_stage
+class FinetuneStage(Stage):
+    name = "finetune"
+    job = "finetune"
+    summary = "QLoRA fine-tuning on Ray Train, one Ray Tune experiment over models x data configurations"
+    usage = """\
+examples:
+  python jobs/finetune.py --config configs/paper.yaml --dataset DIR --output DIR [key=value ...]
+  ray job submit --working-dir . -- python jobs/finetune.py --config ... --dataset ... --output ...
+
+--dataset is a qa_pairs Parquet file or folder (stage 1's output). Overrides are dotted keys
+relative to the finetune section (lora.r=16, train.max_steps=100) or the file root. The output
+folder gets adapters/<trial>/, manifest.parquet and Ray's results (unless storage_path points
+elsewhere). Running the same command again resumes an interrupted run."""
+    config_class = FinetuneConfig
+    reads = ("dataset",)
+    outputs = ("manifest.parquet",)
+
+    # -- in a pipeline ----------------------------------------------------------------------------
+    def input_fingerprints(self, cfg: FinetuneConfig, ctx: StageContext) -> dict[str, Any]:
+        return {"dataset": ctx.upstream_key("dataset", ctx.dataset_file())}
+
+    def needs_ray(self, cfg: FinetuneConfig, ctx: StageContext | None = None) -> bool:
+        return True
+
+    def run(self, cfg: FinetuneConfig, ctx: StageContext) -> dict[str, Any]:
+        from mentalchat.finetune.tune import run_finetune
+
+        dataset = ctx.dataset_file()
+        if dataset is None:
+            raise UsageError("finetune: no dataset (run the dataset stage or set pipeline.dataset)")
+        manifest = run_finetune(cfg, dataset, ctx.folder).to_pylist()
+        return {"adapters": len(manifest),
+                "trials": {r["trial_id"]: {"steps": r["steps"], "train_loss": r["train_loss"],
+                                           "eval_loss": r["eval_loss"]} for r in manifest}}
+
+    def after_run(self, ctx: StageContext) -> None:
+        from mentalchat.finetune.tune import release_trial_placement_groups
+
+        freed = release_trial_placement_groups()
+        if freed:
+            ctx.echo(f"    released {freed:g} CPUs that finished Ray Train trials still held in placement groups")
+
+    def describe(self, facts: dict[str, Any], folder: Path, show: Callable[[Path], str]) -> tuple[str, str]:
+        losses = [t.get("train_loss") for t in (facts.get("trials") or {}).values() if t.get("train_loss") is not None]
+        loss = f", train loss {min(losses):.3f}-{max(losses):.3f}" if losses else ""
+        return show(folder / "manifest.parquet"), f"{facts.get('adapters', '?')} LoRA adapters in {show(folder / 'adapters')}{loss}"
+
+    # -- on the command line ------------------------------------------------------------------------
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--dataset", required=True, help="qa_pairs Parquet file or folder")
+        parser.add_argument("--output", required=True)
+
+    def run_command(self, cfg: FinetuneConfig, args: argparse.Namespace) -> int:
+        from mentalchat.finetune.tune import run_finetune
+
+        manifest = run_finetune(cfg, args.dataset, args.output)
+        print(f"{manifest.num_rows} adapters -> {args.output} (manifest.parquet)")
+        return 0
