@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -133,32 +134,27 @@ def test_no_import_cycle_among_packages() -> None:
     )
 
 
-def test_stages_import_only_the_layers_below() -> None:
+def _forbidden(sources: set[str], allowed: Callable[[str], bool]) -> str:
+    """The edges from ``sources`` to units ``allowed`` rejects, one line each (empty when none)."""
     graph = unit_graph()
-    wrong = {
-        (src, dst): where
+    wrong = sorted(
+        (src, dst, where)
         for src, edges in graph.items()
-        if src in STAGES
+        if src in sources
         for dst, where in edges.items()
-        if dst not in BELOW_STAGES
-    }
-    assert not wrong, "stage packages import other stages or upper layers:\n" + "\n".join(
-        f"  {a} -> {b}: {', '.join(w[:3])}" for (a, b), w in sorted(wrong.items())
+        if not allowed(dst)
     )
+    return "\n".join(f"  {a} -> {b}: {', '.join(w[:3])}" for a, b, w in wrong)
+
+
+def test_stages_import_only_the_layers_below() -> None:
+    wrong = _forbidden(STAGES, lambda dst: dst in BELOW_STAGES)
+    assert not wrong, "stage packages import other stages or upper layers:\n" + wrong
 
 
 def test_lower_layers_never_import_stages_or_upper_layers() -> None:
-    graph = unit_graph()
-    wrong = {
-        (src, dst): where
-        for src, edges in graph.items()
-        if src in BELOW_STAGES
-        for dst, where in edges.items()
-        if dst in STAGES | ABOVE_STAGES
-    }
-    assert not wrong, "a layer below the stages imports a stage or an upper layer:\n" + "\n".join(
-        f"  {a} -> {b}: {', '.join(w[:3])}" for (a, b), w in sorted(wrong.items())
-    )
+    wrong = _forbidden(BELOW_STAGES, lambda dst: dst not in STAGES | ABOVE_STAGES)
+    assert not wrong, "a layer below the stages imports a stage or an upper layer:\n" + wrong
 
 
 @pytest.mark.parametrize(
