@@ -221,7 +221,7 @@ class _Context:
 
     def dataset_file(self) -> Path | None:
         p = self._driver.p
-        if "dataset" in p.stages:
+        if self.runs("dataset"):
             return self.folder_of("dataset") / "qa_pairs.parquet"
         if p.dataset:
             path = Path(p.dataset).expanduser()
@@ -230,7 +230,7 @@ class _Context:
 
     def adapters(self) -> Path | None:
         p = self._driver.p
-        if "finetune" in p.stages:
+        if self.runs("finetune"):
             return self.folder_of("finetune")
         return Path(p.adapters).expanduser() if p.adapters else None
 
