@@ -1,4 +1,4 @@
-"""``mentalchat <command>``: one entry point for every stage, the pipeline and the FastChat converter.
+"""``mentalchat <command>``: one entry point for every stage, the pipeline and the tools beside them.
 
 ``jobs/<job>.py`` (what ``ray job submit`` runs) calls :func:`job_main` with its command's name, so
 a job and its console script take the same options and behave the same: one argument style, one
@@ -37,12 +37,13 @@ class _StageCommand:
 
 
 def commands() -> dict[str, Command]:
-    """Every sub-command by name: the registered stages in pipeline order, then pipeline and fastchat."""
+    """Every sub-command by name: the registered stages in pipeline order, then pipeline, deidentify, fastchat."""
     from mentalchat.core.fastchat_command import FastChatCommand
+    from mentalchat.dataset.deid_command import DeidentifyCommand
     from mentalchat.pipeline.command import PipelineCommand
 
     out: dict[str, Command] = {name: _StageCommand(get_stage(name)) for name in stage_names()}
-    for cmd in (PipelineCommand(), FastChatCommand()):
+    for cmd in (PipelineCommand(), DeidentifyCommand(), FastChatCommand()):
         out[cmd.name] = cmd
     return out
 
