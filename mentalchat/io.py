@@ -7,6 +7,7 @@ into place at the end, so a crash leaves either the old complete output or none 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import shutil
@@ -17,9 +18,39 @@ from typing import Any
 
 from mentalchat.errors import InputError, MentalchatError
 
-__all__ = ["atomic_dir", "atomic_path", "iter_jsonl", "read_done_marker", "write_done_marker", "write_json_atomic"]
+__all__ = [
+    "atomic_dir",
+    "atomic_path",
+    "build_lock",
+    "cache_root",
+    "iter_jsonl",
+    "read_done_marker",
+    "write_done_marker",
+    "write_json_atomic",
+]
 
 DONE_MARKER = "_MENTALCHAT_DONE.json"
+
+
+def cache_root() -> Path:
+    """Where built artefacts live (converted models, derived word lists): ``$MENTALCHAT_CACHE`` or
+    ``~/.cache/mentalchat``."""
+    env = os.environ.get("MENTALCHAT_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "mentalchat"
+
+
+@contextlib.contextmanager
+def build_lock(target: str | Path) -> Iterator[None]:
+    """Serialise builders of one cache entry across processes (Ray workers building the same thing)."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    lock_path = target.with_name(f".{target.name}.lock")
+    with open(lock_path, "a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def _tmp_sibling(path: Path) -> Path:

@@ -8,18 +8,14 @@ refer to both through :func:`resolve_model` (``local:tiny-llama``, ``local:smoll
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import importlib.util
 import json
-import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
 from mentalchat.errors import InputError, InputNotFoundError
-from mentalchat.io import atomic_dir
+from mentalchat.io import atomic_dir, build_lock, cache_root
 
 __all__ = [
     "CHAT_TEMPLATE",
@@ -88,26 +84,7 @@ these ideas for the next two weeks and telling me what happened?
 """
 
 
-def cache_root() -> Path:
-    """Where converted and generated models live: ``$MENTALCHAT_CACHE`` or ``~/.cache/mentalchat``."""
-    env = os.environ.get("MENTALCHAT_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "mentalchat"
-
-
 _default_cache_root = cache_root  # smollm2_path's parameter shadows the name
-
-
-@contextlib.contextmanager
-def _build_lock(target: Path) -> Iterator[None]:
-    """Serialise builders of one folder across processes (Ray workers resolving the same model)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    lock_path = target.with_name(f".{target.name}.lock")
-    with open(lock_path, "a+") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def _read_marker(folder: Path) -> dict[str, Any] | None:
@@ -194,7 +171,7 @@ def build_tiny_llama(
     }
     if _is_complete(out_dir, params):
         return out_dir
-    with _build_lock(out_dir):
+    with build_lock(out_dir):
         if _is_complete(out_dir, params):  # another process finished while we waited
             return out_dir
         import torch
@@ -254,7 +231,7 @@ def build_random_lora(
 
     if complete():
         return out_dir
-    with _build_lock(out_dir):
+    with build_lock(out_dir):
         if complete():
             return out_dir
         import torch
@@ -325,7 +302,7 @@ def smollm2_path(cache_root: Path | None = None) -> Path:
     params = {"kit_version": _KIT_VERSION, "source": gguf.name, "size": gguf.stat().st_size}
     if _is_complete(out, params):
         return out
-    with _build_lock(out):
+    with build_lock(out):
         if _is_complete(out, params):
             return out
         import torch
