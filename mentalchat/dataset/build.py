@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import secrets
 import sys
 from collections import Counter
 from collections.abc import Callable
@@ -73,10 +74,12 @@ class DeidStage:
     """Transcript rows → page rows with de-identified text and a paraphrase request."""
 
     def __init__(self, deid_json: str, min_words: int, json_schema: bool, max_chars: int,
-                 max_tokens: int | None, sampling_json: str | None) -> None:
+                 max_tokens: int | None, sampling_json: str | None, gate_salt: str | None = None) -> None:
         from mentalchat.dataset.deid import get_deidentifier
+        from mentalchat.dataset.leak_gate import LeakGate
 
         self.deid = get_deidentifier(DeidConfig.model_validate_json(deid_json))
+        self.gate = LeakGate(salt=bytes.fromhex(gate_salt)) if gate_salt else None
         self.min_words = min_words
         self.json_schema = json_schema
         self.max_chars = max_chars
@@ -99,8 +102,11 @@ class DeidStage:
                     "transcript_id": tid, "page": int(number), "n_words": len(raw.split()),
                     "deid_counts": json.dumps(res.counts, sort_keys=True), "text_deid": res.text,
                     "request": req.model_dump_json(),
+                    # salted hashes of the raw page's identifying-looking values, for the leak gate
+                    "gate_keys": json.dumps(self.gate.fingerprints(raw) if self.gate is not None else []),
                 })
-        return pd.DataFrame(rows, columns=["transcript_id", "page", "n_words", "deid_counts", "text_deid", "request"])
+        return pd.DataFrame(rows, columns=["transcript_id", "page", "n_words", "deid_counts", "text_deid", "request",
+                                           "gate_keys"])
 
 
 class PostStage:
@@ -136,9 +142,11 @@ def _supports_json(cfg: EngineConfig) -> bool:
 
 
 def run_interview(
-    cfg: DatasetConfig, folder: Path, engine_cfg: EngineConfig, *, echo: Callable[[str], None] = print
-) -> tuple[list[dict], list[dict], list[dict], dict[str, Any]]:
-    """Read, de-identify, paraphrase, filter; returns (pages, pairs, rejects, stats) rows."""
+    cfg: DatasetConfig, folder: Path, engine_cfg: EngineConfig, *, echo: Callable[[str], None] = print,
+    gate_salt: str | None = None,
+) -> tuple[list[dict], list[dict], list[dict], dict[str, Any], dict[str, list[str]]]:
+    """Read, de-identify, paraphrase, filter; returns (pages, pairs, rejects, stats) rows and the
+    leak gate's fingerprints per page reference (empty without ``gate_salt``)."""
     icfg = cfg.interview
     report = read_transcripts(folder, page_words=icfg.page_words, max_file_bytes=icfg.max_file_bytes)
     for issue in report.issues:
@@ -162,7 +170,7 @@ def run_interview(
     sampling = engine_cfg.sampling.model_dump_json() if icfg.max_tokens else None
     deid_kwargs = {"deid_json": deid_json, "min_words": icfg.min_words,
                    "json_schema": _supports_json(engine_cfg), "max_chars": icfg.max_answer_chars,
-                   "max_tokens": icfg.max_tokens, "sampling_json": sampling}
+                   "max_tokens": icfg.max_tokens, "sampling_json": sampling, "gate_salt": gate_salt}
     post_kwargs = {"deid_json": deid_json, "min_words": icfg.min_words}
     if icfg.executor == "local":
         rows = _run_local(items, engine_cfg, deid_kwargs, post_kwargs)
@@ -186,10 +194,12 @@ def run_interview(
     rows = sorted(({k: _none_if_nan(v) for k, v in r.items()} for r in rows),
                   key=lambda r: (r["transcript_id"], r["page"]))
     pages, qa, rejects = [], [], []
+    fingerprints: dict[str, list[str]] = {}
     deid_counts: Counter = Counter()
     out_counts: Counter = Counter()
     for r in rows:
         ref = f"{r['transcript_id']}:{r['page']}"
+        fingerprints[ref] = json.loads(r.get("gate_keys") or "[]")
         deid_counts.update(json.loads(r["deid_counts"]))
         for text in (r["question"], r["answer"]):
             if text:
@@ -209,7 +219,7 @@ def run_interview(
     stats["output_deid_counts"] = dict(out_counts)
     stats["pairs"] = len(qa)
     stats["rejected"] = len(rejects)
-    return pages, qa, rejects, stats
+    return pages, qa, rejects, stats, fingerprints
 
 
 def _run_local(items: list[dict], engine_cfg: EngineConfig, deid_kwargs: dict, post_kwargs: dict) -> list[dict]:
@@ -258,6 +268,26 @@ def _dry_run(cfg: DatasetConfig, folder: Path | None, work_dir: Path, echo: Call
     return plan
 
 
+def _leak_gate(
+    cfg: DatasetConfig, salt: str, fingerprints: dict[str, list[str]], pairs: list[dict], rejects: list[dict],
+    pages: list[dict], work_dir: Path, echo: Callable[[str], None],
+) -> dict[str, Any]:
+    """Scan the interview-derived text about to be published; refuse above the configured limit."""
+    from mentalchat.dataset.leak_gate import LeakGate
+
+    gate = LeakGate(cfg.leak_gate, salt=bytes.fromhex(salt))
+    items = [(r["page_ref"], f, r.get(f)) for r in (*pairs, *rejects) if r["source"] == "interview"
+             for f in ("input", "output")]
+    items += [(f"{p['transcript_id']}:{p['page']}", "text_deid", p.get("text_deid")) for p in pages]
+    suspects = gate.scan(items, fingerprints)
+    review = gate.enforce(suspects, work_dir)  # raises above max_suspects: nothing is published
+    if review is not None:
+        echo(f"leak gate: {len(suspects)} suspected leaks (at most {cfg.leak_gate.max_suspects} allowed) "
+             f"listed in {review}")
+    return {"scanned": sum(1 for *_, t in items if t), "suspects": len(suspects),
+            "max_suspects": cfg.leak_gate.max_suspects}
+
+
 def default_work_dir(output: Path) -> Path:
     return output.parent / f".{output.name}.work"
 
@@ -295,9 +325,12 @@ def build_dataset(
     pages: list[dict] = []
     qa: list[dict] = []
     rejects: list[dict] = []
+    fingerprints: dict[str, list[str]] = {}
+    gate_salt = secrets.token_hex(16) if cfg.leak_gate.enabled else None
     if run_interview_path:
         assert engine_cfg is not None and folder is not None
-        pages, qa, rejects, stats["interview"] = run_interview(cfg, folder, engine_cfg, echo=echo)
+        pages, qa, rejects, stats["interview"], fingerprints = run_interview(
+            cfg, folder, engine_cfg, echo=echo, gate_salt=gate_salt)
         echo(f"interview: {stats['interview']['pages']} pages → {len(qa)} pairs, {len(rejects)} rejected")
     topic_weights = None
     if cfg.synthetic.enabled:
@@ -338,6 +371,9 @@ def build_dataset(
     stats["pairs"] = len(final)
     stats["rejected"] = len(reject_rows)
     stats["by_filter"] = dict(Counter(f"{r['source']}:{r['filter']}" for r in reject_rows))
+
+    if gate_salt is not None:
+        stats["leak_gate"] = _leak_gate(cfg, gate_salt, fingerprints, final, reject_rows, pages, work_dir, echo)
 
     from mentalchat.dataset.card import write_card, write_histograms
 

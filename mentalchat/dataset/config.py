@@ -18,6 +18,7 @@ __all__ = [
     "DatasetConfig",
     "DeidConfig",
     "InterviewConfig",
+    "LeakGateConfig",
     "SyntheticConfig",
     "engine_is_local",
 ]
@@ -77,6 +78,17 @@ class DeidConfig(StrictModel):
     min_score: float = Field(0.3, ge=0, le=1, description="Presidio score threshold")
 
 
+class LeakGateConfig(StrictModel):
+    """``dataset.leak_gate``: the independent scan before publishing (see :mod:`mentalchat.dataset.leak_gate`)."""
+
+    enabled: bool = Field(True, description="scan what is about to be published for values from the raw transcripts")
+    max_suspects: int = Field(
+        0, ge=0, description="publish only with at most this many suspected leaks (raise it once a person has "
+        "checked the review file)"
+    )
+    review_file: str = Field("leak_review.jsonl", description="file name of the review list, in the work folder")
+
+
 class InterviewConfig(StrictModel):
     """Transcripts → de-identified pages → one question/answer pair per page (local LLM only)."""
 
@@ -133,6 +145,7 @@ class DatasetConfig(StrictModel):
     interview: InterviewConfig = Field(default_factory=InterviewConfig)
     synthetic: SyntheticConfig = Field(default_factory=SyntheticConfig)
     deid: DeidConfig = Field(default_factory=DeidConfig)
+    leak_gate: LeakGateConfig = Field(default_factory=LeakGateConfig)
     seed: int | None = Field(None, description="default: run.seed, else 0")
     histogram_bins: int = Field(30, ge=5)
 

@@ -197,9 +197,13 @@ def _zipf(word: str) -> float:
     return wordfreq.zipf_frequency(word, "en")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Vocabulary:
     """Word sets the recognizers consult (all lowercase; names also accent-folded)."""
+
+    def __repr__(self) -> str:
+        return (f"Vocabulary({len(self.common)} common words, {len(self.first_names)} first and "
+                f"{len(self.last_names)} last names, {len(self.medications)} medications)")
 
     common: frozenset[str]
     first_names: frozenset[str]
