@@ -57,7 +57,10 @@ GOAL_RECALL, GOAL_KEY_RECALL, GOAL_NONPHI, GOAL_PAGES_PER_CPU_S = 0.99, 0.995, 0
 
 
 def _have(module: str) -> bool:
-    return importlib.util.find_spec(module) is not None
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def build_sets(args) -> tuple[dict[str, list], list[str]]:

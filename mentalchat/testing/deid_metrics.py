@@ -205,14 +205,22 @@ class SetScores:
         }
 
     def worst_leaks(self, n: int = 20) -> list[Leak]:
+        """Distinct leaked values, most identifying category first, taken round-robin over the
+        categories (so one category does not fill the list), longest values first within each."""
         rank = {c: i for i, c in enumerate(_SEVERITY)}
-        seen, out = set(), []
+        seen: set[tuple[str, str]] = set()
+        groups: dict[str, list[Leak]] = {}
         for leak in sorted(self.leaks, key=lambda x: (rank.get(x.category, 99), -len(x.value))):
             key = (leak.category, leak.value.lower())
             if key not in seen:
                 seen.add(key)
-                out.append(leak)
-        return out[:n]
+                groups.setdefault(leak.category, []).append(leak)
+        out: list[Leak] = []
+        while len(out) < n and any(groups.values()):
+            for group in groups.values():
+                if group and len(out) < n:
+                    out.append(group.pop(0))
+        return out
 
     def as_dict(self, max_leaks: int = 20) -> dict:
         def r(x: float | None, nd: int = 4) -> float | None:

@@ -336,6 +336,10 @@ def test_metrics_categories_facility_apart_and_counts_only() -> None:
     assert s.leaks == [] and "worst_leaks" not in s.as_dict()
     shown = dm.evaluate(_tool(page, []), [doc], tool_name="t")
     assert [x.category for x in shown.worst_leaks()] == ["SSN", "NAME", "FACILITY"]
+    many = dm.SetScores("s", "t", leaks=[dm.Leak("SSN", f"{i}23-45-678{i}", "", "d") for i in range(5)]
+                        + [dm.Leak("CITY", "Tulsa", "", "d"), dm.Leak("SSN", "023-45-6780", "", "d")])
+    assert [x.category for x in many.worst_leaks(3)] == ["SSN", "CITY", "SSN"]  # round-robin, duplicates once
+    assert len(many.worst_leaks(20)) == 6
 
 
 def test_intervals() -> None:
