@@ -199,6 +199,27 @@ def figures_gpu_qlora(stdout: str, out: dict | None) -> tuple[list[Figure], Any]
     return figs, out
 
 
+def figures_deid_external(stdout: str, out: dict | None) -> tuple[list[Figure], Any]:
+    """Per set: mentalchat's value recall, its lowest key-category recall and its margin over
+    philter-lite; over all sets: the most non-PHI words removed and the fewest pages per CPU second."""
+    if not out or not out.get("goals"):
+        return [], out
+    goals = out["goals"]
+    figs = [Figure(g["name"], g["value"], "", g["goal"], bool(g["met"])) for g in goals
+            if g["kind"] in ("value_recall", "key_recall", "vs_philter")]
+    for kind, label, worst, unit in (("nonphi", "mentalchat non-PHI words removed, highest", max, ""),
+                                     ("pages_per_cpu_s", "mentalchat pages per CPU second, lowest", min, "pages/s")):
+        rows = [g for g in goals if g["kind"] == kind and g["value"] is not None]
+        if rows:
+            g = worst(rows, key=lambda r: r["value"])
+            figs.append(Figure(f"{label} ({g['set']})", g["value"], unit, g["goal"],
+                               all(r["met"] for r in rows)))
+    slim = {k: v for k, v in out.items() if k != "sets"}
+    slim["sets"] = {name: {tool: {k: v for k, v in d.items() if k != "worst_leaks"} for tool, d in by_tool.items()}
+                    for name, by_tool in out.get("sets", {}).items()}
+    return figs, slim
+
+
 # ---------------------------------------------------------------------------------------------
 # The suite
 
@@ -224,6 +245,7 @@ SUITE = [
     Bench("judge_throughput", [], ["--items", "100", "--rps", "20", "--latency-ms", "200"],
           figures_judge_throughput, ok_codes=(0, 1)),
     Bench("stats_scale", [], ["--rows", "50000", "200000", "--bootstrap", "200"], figures_stats_scale),
+    Bench("deid_external", [], ["--quick"], figures_deid_external, out_flag=True),
     Bench("gpu_qlora", [], ["--steps", "2", "--steps-b", "4", "--warmup", "1"], figures_gpu_qlora,
           out_flag=True, needs_gpu=True),
 ]

@@ -74,3 +74,28 @@ def test_rerunning_one_benchmark_keeps_the_others(tmp_path: Path) -> None:
     assert merged[0].measured_at == "52e7683 2026-11-26T07:20:00+00:00"
     assert merged[0].figures[0].met is True and merged[0].figures[0].goal == ">= 0.9"
     assert merged[1].figures[0].name == "new" and merged[1].measured_at is None
+
+
+def test_deid_external_figures_per_set_and_worst_over_sets() -> None:
+    ra = _run_all()
+    goals = [
+        {"kind": "value_recall", "set": "presidio", "name": "mentalchat value recall, presidio", "value": 0.95,
+         "goal": ">= 0.99", "met": False},
+        {"kind": "vs_philter", "set": "presidio", "name": "mentalchat - philter-lite value recall, presidio",
+         "value": 0.02, "goal": "> 0 (tie only at 1.0)", "met": True},
+        {"kind": "nonphi", "set": "presidio", "name": "n1", "value": 0.07, "goal": "<= 0.05", "met": False},
+        {"kind": "nonphi", "set": "transcripts", "name": "n2", "value": 0.001, "goal": "<= 0.05", "met": True},
+        {"kind": "pages_per_cpu_s", "set": "presidio", "name": "p1", "value": 90.0, "goal": ">= 15", "met": True},
+        {"kind": "pages_per_cpu_s", "set": "i2b2", "name": "p2", "value": 9.5, "goal": ">= 15", "met": False},
+    ]
+    out = {"goals": goals, "sets": {"presidio": {"mentalchat": {"value_recall": 0.95, "worst_leaks": [{}]}}}}
+    figs, slim = ra.figures_deid_external("", out)
+    by_name = {f.name: f for f in figs}
+    assert by_name["mentalchat value recall, presidio"].met is False
+    assert by_name["mentalchat - philter-lite value recall, presidio"].goal == "> 0 (tie only at 1.0)"
+    worst = by_name["mentalchat non-PHI words removed, highest (presidio)"]
+    assert worst.value == 0.07 and worst.met is False
+    slow = by_name["mentalchat pages per CPU second, lowest (i2b2)"]
+    assert slow.value == 9.5 and slow.met is False
+    assert "worst_leaks" not in slim["sets"]["presidio"]["mentalchat"]
+    assert ra.figures_deid_external("", None) == ([], None)
