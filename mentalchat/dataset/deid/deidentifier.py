@@ -121,13 +121,18 @@ def _norm_key(etype: str, value: str) -> str:
     return v
 
 
+_LEADING_ARTICLE = re.compile(r"(?i)(?:the|a|an)\s+")
+
+
 def _trim(text: str, s: Span) -> Span | None:
-    """Drop surrounding spaces/punctuation so placeholders sit where the value was."""
+    """Drop surrounding spaces/punctuation (and a leading article of a name) so placeholders sit where the value was."""
     a, b = s.start, s.end
     while a < b and text[a] in " \t\n,;:!?\"'()[]":
         a += 1
     while b > a and text[b - 1] in " \t\n,;:!?\"'()[].":
         b -= 1
+    if s.type in ("NAME", "LOCATION", "ORG") and (m := _LEADING_ARTICLE.match(text, a, b)) is not None:
+        a = m.end()
     return Span(a, b, s.type, s.source) if b > a else None
 
 

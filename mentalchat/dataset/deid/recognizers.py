@@ -104,6 +104,8 @@ _I = re.I
 _MONTH = spoken.MONTH
 _ORD = r"\d{1,2}(?:st|nd|rd|th)?"
 _SPOKEN_DIGITS = spoken.SPOKEN_DIGITS
+#: a number read out any way: "ninety six eighty three", "oh nine", "zero two eight seven"
+_NUM_SEQ = rf"(?:{spoken.SPOKEN_NUMBER}|{spoken.DIGIT_WORD})(?:\s+(?:{spoken.SPOKEN_NUMBER}|{spoken.DIGIT_WORD})){{0,4}}"
 _AGE_NUM = r"(?:9\d|1[01]\d)"
 _AGE_WORD = (r"(?:ninety(?:[\s-](?:one|two|three|four|five|six|seven|eight|nine))?|"
              r"(?:a|one)\s+hundred(?:\s+and\s+(?:one|two|three|four|five|six|seven|eight|nine|ten))?)")
@@ -161,6 +163,16 @@ def _pattern_rules(v: Vocabulary) -> dict[str, list[Rule]]:
             Rule("phone-local", c(r"(?<![\d-])\d{3}-\d{4}(?![\d-])")),
             Rule("phone-intl", c(r"(?<![\w+])\+\d{1,3}(?:[\s.\-]?\(?\d{1,5}\)?){2,5}\d(?![\d-])")),
             Rule("phone-uk", c(r"(?<![\w+])0(?:\d{2,4}[\s\-]?\d{3,4}[\s\-]?\d{3,4}|7\d{3}[\s\-]?\d{6})(?![\d-])")),
+            # European and other national formats: digit groups ("0688 548 53 80", "031 339 63 15")
+            Rule("phone-groups", c(r"(?<![\w+.,/:])(?:\+\d{1,3}[\s.\-]?|0)\d{1,4}(?:[\s.\-]\d{2,4}){2,5}(?![\w]|[.,\-/:]\d)"),
+                 score=0.8, accept=lambda t, m: 8 <= _digits(m.group()) <= 13),
+            Rule("digit-groups", c(r"(?<![\w+.,/:$])\d{2,4}(?:\s\d{2,4}){1,5}(?![\w]|[.,:/]\d)"), score=0.6,
+                 accept=lambda t, m: 8 <= _digits(m.group()) <= 14
+                 and not all(re.fullmatch(r"(?:19|20)\d\d", g) for g in m.group().split())),
+            Rule("phone-context", c(
+                r"(?i)\b(?:phone|tel|telephone|mobile|cell|fax|call\s+me(?:\s+(?:on|at))?|ring\s+me(?:\s+on)?|"
+                r"text\s+me(?:\s+(?:on|at))?|reach\s+me\s+(?:on|at))\b[\s:#.]*(\+?\d[\d\s().\-]{4,}\d)"),
+                 group=1, score=0.8, accept=lambda t, m: _digits(m.group(1)) >= 6),
             Rule("phone-spoken", c(rf"(?i){_SPOKEN_DIGITS}"), score=0.7,
                  accept=lambda t, m: len(re.findall(r"[a-z]+|\d", m.group().lower())) >= 7),
         ],
@@ -169,8 +181,26 @@ def _pattern_rules(v: Vocabulary) -> dict[str, list[Rule]]:
             Rule("postcode-uk", c(r"(?i)\b(?:[a-z]{1,2}\d[a-z\d]?|gir)\s*\d[abd-hjlnp-uw-z]{2}\b"), score=0.75,
                  accept=lambda t, m: any(ch.isdigit() for ch in m.group()) and not re.fullmatch(r"(?i)\d+", m.group())),
             Rule("postcode-ca", c(r"(?i)\b[abceghj-nprstvxy]\d[abceghj-nprstv-z][ -]?\d[abceghj-nprstv-z]\d\b")),
-            Rule("zip-after-state", c(rf"(?i)\b(?:{_words(v.us_states | v.state_codes)}),?\s+(\d{{5}}(?:-\d{{4}})?|{spoken.digit_run(5, 9)})\b"),
+            Rule("zip-after-state", c(rf"(?i)\b(?:{_words(v.us_states | v.state_codes | v.provinces)}),?\s+(\d{{5}}(?:-\d{{4}})?|{spoken.digit_run(5, 9)})\b"),
                  group=1, score=0.8),
+            Rule("postcode-context", c(
+                r"(?i)\b(?:zip(?:\s*code)?|post\s*code|postal\s+code|plz|cap|cp)\b(?:\s+(?:is|was|number))?[\s:#\-]+"
+                r"([a-z]{0,2}[\s\-]?\d{3,6}(?:[\s\-]\d{2,4})?|[a-z0-9]{2,4}\s?[a-z0-9]{3})\b"), group=1, score=0.85,
+                 accept=lambda t, m: _digits(m.group(1)) >= 3),
+            Rule("postcode-after-country", c(
+                rf"(?i)\b(?:{_words(v.countries)})\b[\s,]+(\d{{4,6}}|\d{{3}}\s\d{{2}}|[a-z]{{1,2}}-?\d{{4,5}}|{spoken.digit_run(4, 7)})"
+                r"(?![\w-])"), group=1, score=0.75),
+            Rule("postcode-before-country", c(
+                rf"(?i)(?<![\d$.,])(\d{{4,6}}|\d{{3}}\s\d{{2}})[\s,]+(?:{_words(v.countries)})\b"), group=1, score=0.7),
+            Rule("postcode-line-end", c(r"(?m)(?<![\d$.,:/\-])\b(\d{4})[ \t]*$"), group=1, score=0.5,
+                 accept=lambda t, m: not re.fullmatch(r"(?:19|20)\d\d", m.group(1))),
+            Rule("zip-before-word", c(rf"(?i)\b(\d{{5}}|{spoken.digit_run(5, 9)})\s+(?:zip|post)\s*code\b"),
+                 group=1, score=0.8),
+            # five digits read out one by one and nothing around them: almost always a ZIP code
+            Rule("zip-five-spoken", c(rf"(?i)(?<![\w-])(?:{spoken.DIGIT_WORD}\s+){{4}}{spoken.DIGIT_WORD}(?![\w-])"),
+                 score=0.5, accept=lambda t, m: not re.search(
+                     rf"(?i)(?:{spoken.DIGIT_WORD})\s*$", t[max(0, m.start() - 12):m.start()])
+                 and not re.match(rf"(?i)\s+(?:{spoken.DIGIT_WORD})\b", t[m.end():m.end() + 12])),
             Rule("zip-spoken", c(rf"(?i)\b(?:zip(?:\s+code)?|post\s*code|postal\s+code)(?:\s+(?:is|was))?[\s:,]+({spoken.digit_run(5, 9)})"),
                  group=1, score=0.8),
         ],
@@ -204,8 +234,8 @@ def _pattern_rules(v: Vocabulary) -> dict[str, list[Rule]]:
                 r"([A-Za-z]{0,4}[\s\-]?\d[\d\- ]{3,}\d|[A-Za-z]{1,4}\d{4,}[A-Za-z0-9]*|\d[A-Za-z0-9\-]{5,})"), group=1,
                  accept=lambda t, m: _digits(m.group(1)) >= 4),
             Rule("account-spoken", c(
-                rf"(?i:\b{_ID_CONTEXT}\b(?:\s+(?:number|no|id|num))?)(?:\s+(?:is|was|of|reads))?[\s:,]+"
-                rf"((?:[a-z]\s+)?{spoken.digit_run(4)})"), group=1, score=0.8),
+                rf"(?i:\b(?:{_ID_CONTEXT}|mrn)\b(?:\s+(?:number|no|id|num))?)(?:\s+(?:is|was|of|reads))?[\s:,]+"
+                rf"(?:(?:asking|ask)\s+for\s+)?((?:[a-z]\s+){{0,4}}{spoken.digit_run(4)})"), group=1, score=0.8),
         ],
         "ID": [
             Rule("mbi", c(rf"(?i)\b[1-9][{_MBI_L}][{_MBI_L}0-9]\d-?[{_MBI_L}][{_MBI_L}0-9]\d-?[{_MBI_L}]{{2}}\d{{2}}\b")),
@@ -216,7 +246,8 @@ def _pattern_rules(v: Vocabulary) -> dict[str, list[Rule]]:
             # mixed letters and digits, six or more: hashes, codes, licence and plate numbers
             Rule("alnum-mix", c(r"(?<![\w\-])(?=[A-Za-z0-9\-]*\d)(?=[A-Za-z0-9\-]*[A-Za-z])[A-Za-z0-9](?:[A-Za-z0-9\-]{4,}[A-Za-z0-9])(?![\w\-])"),
                  score=0.6, accept=lambda t, m: _digits(m.group()) >= 2 and not re.fullmatch(
-                     r"(?i)\d+(?:st|nd|rd|th|s|am|pm|mg|ml|kg|lb|lbs|km|cm|mm|yo|yrs?|x|k|m)|[a-z]+\d{1,2}|\d{1,2}[a-z]{1,3}\d?|covid-?19|mp[34]|[a-z]\d",
+                     r"(?i)\d+(?:st|nd|rd|th|s|am|pm|mg|ml|kg|lb|lbs|km|cm|mm|yo|yrs?|x|k|m)|[a-z]+\d{1,2}|\d{1,2}[a-z]{1,3}\d?|covid-?19|mp[34]|[a-z]\d"
+                     r"|\d+(?:-[a-z]+)+|[a-z]+(?:-[a-z]+)*-\d+",
                      m.group())),
             Rule("plate-licence", c(
                 r"(?i)\b(?:licen[cs]e\s+plate|number\s+plate|plate|registration|reg(?:istration)?\s+number|tag|"
@@ -224,6 +255,15 @@ def _pattern_rules(v: Vocabulary) -> dict[str, list[Rule]]:
                 r"([A-Z0-9]{1,4}[ -]?[A-Z0-9]{2,5}[ -]?[A-Z0-9]{0,4})\b"), group=1,
                  accept=lambda t, m: _digits(m.group(1)) >= 1 and len(re.sub(r"\W", "", m.group(1))) >= 5),
             Rule("ip", c(r"\b(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)\b")),
+            Rule("ipv6", c(r"(?i)(?<![\w:])(?:[0-9a-f]{1,4}:){2,7}(?::|[0-9a-f]{1,4})(?:[0-9a-f]{0,4}(?::[0-9a-f]{1,4})*)(?![\w:])"),
+                 accept=lambda t, m: m.group().count(":") >= 3),
+            # read out: "one nine two dot one six eight ...", "f one one e colon seven one a e colon ..."
+            Rule("ip-spoken", c(
+                rf"(?i)\b(?:(?:{spoken.DIGIT_WORD}|[a-f])(?:\s+(?:{spoken.DIGIT_WORD}|[a-f])){{0,3}}\s+colon\s+){{3,7}}"
+                rf"(?:{spoken.DIGIT_WORD}|[a-f])(?:\s+(?:{spoken.DIGIT_WORD}|[a-f])){{0,3}}\b"), score=0.75),
+            Rule("ipv4-spoken", c(
+                rf"(?i)\b(?:{spoken.SPOKEN_NUMBER}|(?:{spoken.DIGIT_WORD}\s+){{0,2}}{spoken.DIGIT_WORD})"
+                rf"(?:\s+dot\s+(?:{spoken.SPOKEN_NUMBER}|(?:{spoken.DIGIT_WORD}\s+){{0,2}}{spoken.DIGIT_WORD})){{3}}\b"), score=0.7),
         ],
         "ADDRESS": [
             Rule("street", c(
@@ -231,7 +271,12 @@ def _pattern_rules(v: Vocabulary) -> dict[str, list[Rule]]:
                 rf"(?:[a-z][\w'’\-]*\s+){{1,4}}(?:{street})\b\.?"
                 r"(?:,?\s+(?:apt|apartment|unit|suite|ste|flat|#)\.?\s*[a-z0-9\-]+)?")),
             Rule("unit-first", c(rf"(?i)\b(?:flat|apartment|apt|unit)\s+\d+[a-z]?,?\s+\d{{1,5}}\s+(?:[a-z][\w'’\-]*\s+){{1,4}}(?:{street})\b")),
-            Rule("po-box", c(r"(?i)\b(?:p\.?\s?o\.?\s?box|post\s+office\s+box)\s+\d+\b")),
+            Rule("secondary", c(rf"(?i)\b(?:apt|apartment|suite|ste|flat)\.?\s*#?\s*(?:\d{{1,5}}[a-z]?|{_NUM_SEQ})\b")),
+            Rule("po-box", c(rf"(?i)\b(?:p\.?\s?o\.?\s?box|post\s+office\s+box)\s+(?:\d+|{spoken.SPOKEN_NUMBER})\b")),
+            # military mail: "Unit 3323 Box 6599", "PSC 5425, Box 6606", "USNS Harris", "FPO AA"
+            Rule("military", c(
+                rf"(?i)\b(?:unit|psc|cmr)\s+(?:\d{{3,5}}|{_NUM_SEQ}),?\s+box\s+(?:\d{{3,5}}|{_NUM_SEQ})\b"
+                r"|\b(?:USNS|USNV|USS|USCGC)\s+[A-Z][a-z]+\b|\b(?:APO|FPO|DPO)\s+A[AEP]\b")),
             # number after the street (European order): "Via Roma 12", "Hauptstrasse 5"
             Rule("street-number-after", c(
                 r"\b(?:Via|Viale|Rue|Avenida|Avenue|Calle|Carrer|Rua|Piazza|Plaza|Strada|Ulica|Ul\.)\s+"
@@ -273,14 +318,15 @@ class VocabularyNameRecognizer(EntityRecognizer):
         self.v = vocab
         self.unknown_words = unknown_words
         self.proper = proper
-        self._cache: dict[tuple[str, bool], float] = {}  # (word, capitalised mid-sentence) -> strength
+        self._cache: dict[tuple[str, bool, bool], float] = {}  # (word, capitalised mid-sentence, lowercase in cased) -> strength
         super().__init__(supported_entities=["NAME"], name="vocabulary-names")
 
     def load(self) -> None:
         return None
 
-    def _strength(self, word: str, capitalised_in_cased: bool) -> float:
-        """0 (not a name) .. 1, from the vocabulary alone."""
+    def _strength(self, word: str, capitalised_in_cased: bool, lower_in_cased: bool = False) -> float:
+        """0 (not a name) .. 1, from the vocabulary alone (``lower_in_cased``: a lowercase word in text
+        that has capitals, where writers capitalise names: only clear cases count)."""
         v = self.v
         low = re.sub(r"['’]s$", "", word.lower()).strip("'’-")
         if len(low) < 2 or v.never_name(low):
@@ -289,9 +335,15 @@ class VocabularyNameRecognizer(EntityRecognizer):
             return 0.0
         share = v.cap_share(low)
         known_name = v.name_like(low)
+        zipf = v.zipf(low)
+        if lower_in_cased:
+            if known_name and share >= 0.8 and zipf < 4.5:
+                return 0.6
+            if self.unknown_words and zipf == 0.0 and share == 0.0 and len(low) >= 5 and low.isalpha():
+                return 0.5
+            return 0.0
         if known_name and share >= self.proper:
             return 0.85
-        zipf = v.zipf(low)
         if known_name and share == 0.0 and zipf < 2.5:
             return 0.75  # a name no dictionary uses as a word ("ifeoma", "csanád")
         if share >= max(self.proper, 0.75) and zipf < 5.0 and low not in v.us_states and low not in v.countries:
@@ -300,8 +352,11 @@ class VocabularyNameRecognizer(EntityRecognizer):
             return 0.45 if capitalised_in_cased else 0.25  # "grace", "mark": context decides
         if capitalised_in_cased and (share >= AMBIGUOUS or zipf < 3.5) and not v.is_everyday(low, 4.5):
             return 0.45  # capitalised mid-sentence and not an everyday word
-        if self.unknown_words and zipf == 0.0 and share == 0.0 and len(low) >= 4 and low.isalpha():
-            return 0.5  # no dictionary knows it
+        if capitalised_in_cased and v.is_name(low) and not v.is_everyday(low, 5.0):
+            return 0.45  # a listed name, capitalised mid-sentence ("Why is Mai ...")
+        if self.unknown_words and share == 0.0 and low.isalpha() and (
+                (zipf == 0.0 and len(low) >= 4) or (zipf < 2.0 and len(low) >= 4)):
+            return 0.5  # no dictionary knows it, or hardly (rare surnames, small towns)
         return 0.0
 
     def analyze(self, text: str, entities: list[str], nlp_artifacts: Any = None) -> list[RecognizerResult]:
@@ -317,10 +372,11 @@ class VocabularyNameRecognizer(EntityRecognizer):
                 gap = text[prev_end:m.start()].rstrip()
                 capitalised = not gap or gap[-1] not in ".!?:\n\"“"
             prev_end = m.end()
-            key = (word.lower(), capitalised)
+            lower = cased and word[:1].islower()
+            key = (word.lower(), capitalised, lower)
             s = cache.get(key)
             if s is None:
-                s = cache[key] = self._strength(word, capitalised)
+                s = cache[key] = self._strength(word, capitalised, lower)
             strengths.append(s)
         out = []
         for i, m in enumerate(tokens):
@@ -364,15 +420,21 @@ class NameTriggerRecognizer(EntityRecognizer):
             rf"(?:^|(?<=[.!?]\s)|(?<=[.!?]\s\s)|(?<=:\s)|(?<=[\"“]))([A-Z][a-z'’\-]{{2,}})\s+"
             r"(?:(?:still|always|never|often|sometimes|usually|really|just|also|even|finally|barely|only)\s+)?"
             rf"(?:{verbs}|passed\s+away)\b", re.M)
-        self._speaker = re.compile(r"^[ \t]*([A-Za-z][A-Za-z .'’\-]{0,40}?)[ \t]*(?:\(\w[^)]{0,20}\))?[ \t]*:", re.M)
+        # a speaker label: at most four words before a colon at the start of a line
+        self._speaker = re.compile(
+            r"^[ \t]*([A-Za-z][A-Za-z.'’\-]*(?:[ \t]+[A-Za-z.'’\-]+){0,3}?)[ \t]*(?:\(\w[^)]{0,20}\))?[ \t]*:", re.M)
         super().__init__(supported_entities=["NAME"], name="name-triggers")
 
     def load(self) -> None:
         return None
 
     def _name_words(self, text: str, start: int, group: str, strong: bool = False) -> tuple[int, int]:
-        """The leading words of ``group`` that can be a name (the first must, unless ``strong``; then names or capitals)."""
+        """The leading words of ``group`` that can be a name (the first must, unless ``strong``; then names or capitals).
+
+        In text that has capitals, a lowercase word is taken only when it is clearly a name.
+        """
         end = start
+        cased = not is_uncased(text)
         for i, w in enumerate(re.finditer(r"\S+", group)):
             bare = w.group().strip(".,;:!?'’\"()").lower()
             bare = re.sub(r"['’]s$", "", bare)
@@ -382,7 +444,8 @@ class NameTriggerRecognizer(EntityRecognizer):
             capital = w.group()[:1].isupper()
             first_of_strong = strong and i == 0
             if not first_of_strong:
-                if not capital and not v.name_like(bare) and not (v.zipf(bare) == 0.0 and len(bare) >= 3):
+                lower_ok = v.name_like(bare) and (not cased or v.cap_share(bare) >= 0.8)
+                if not capital and not lower_ok and not (v.zipf(bare) == 0.0 and len(bare) >= 3):
                     break
                 if capital and v.is_everyday(bare, 4.5) and not v.name_like(bare):
                     break
@@ -399,11 +462,19 @@ class NameTriggerRecognizer(EntityRecognizer):
         words = low.replace(".", " ").split()
         if all(w in v.roles or w in v.not_names or len(w) == 1 for w in words):
             return False
-        return label[:1].isupper() or all(v.name_like(w) for w in words)
+        # "HILDEGARD:" and "Mrs Okafor:" are people; "Address:" and "Personal info:" are form fields
+        return all(w in v.roles or w in v.not_names or len(w) == 1 or v.name_like(w) or v.zipf(w) < 3.5
+                   for w in words)
 
     def roles(self, text: str) -> list[tuple[int, int]]:
-        """Speaker labels that are roles ("INTERVIEWER:"): never a name, whatever NER thinks."""
-        return [m.span(1) for m in self._speaker.finditer(text) if not self.label_is_name(m.group(1).strip())]
+        """Speaker labels that are roles ("INTERVIEWER:", "Family member 2:"): never a name, whatever NER thinks."""
+        v = self.v
+        out = []
+        for m in self._speaker.finditer(text):
+            words = re.sub(r"[\d.]+", " ", m.group(1).lower()).split()
+            if words and all(w in v.roles or w in v.not_names or len(w) == 1 for w in words):
+                out.append(m.span(1))
+        return out
 
     def analyze(self, text: str, entities: list[str], nlp_artifacts: Any = None) -> list[RecognizerResult]:
         out = []
@@ -499,6 +570,8 @@ class NerRecognizer(EntityRecognizer):
         words = [w.strip(".,'’") for w in re.split(r"\s+", low) if w]
         if not words:
             return False
+        if len(words) == 1 and value.strip().isupper() and len(value.strip()) <= 5 and v.zipf(low) >= 2.5:
+            return False  # "ATM", "ASAP", "IBAN": acronyms, not names
         if etype == "NAME":
             return not all(v.never_name(w) or w in spoken.NUMBER_WORDS for w in words)
         if etype == "LOCATION":
@@ -583,7 +656,9 @@ class PlaceAndOrgRecognizer(EntityRecognizer):
                     head = [w for w in words[:-1] if not re.fullmatch(r"(?i)(?:care|nursing|high)", w.group())]
                     keep = []
                     for w in reversed(head):  # the name words right before "Hospital"
-                        if not self._placeish(w.group(), cased) and w.group().lower() not in ("st", "st.", "saint", "mount", "mt", "mt."):
+                        word = w.group()
+                        ok = (word[:1].isupper() and not self.v.never_name(word)) if cased else self._placeish(word, cased)
+                        if not ok and word.lower() not in ("st", "st.", "saint", "mount", "mt", "mt."):
                             break
                         keep.append(w)
                     if not keep:

@@ -226,8 +226,18 @@ class Vocabulary:
     capitalised: dict[str, float]
 
     def cap_share(self, word: str) -> float:
-        """How often ``word`` is written capitalised in web text (0 when rarely or never, or unknown)."""
-        return self.capitalised.get(word.lower().strip("'’."), 0.0)
+        """How often ``word`` is written capitalised in web text (0 when rarely or never, or unknown).
+
+        Very frequent words that open sentences ("Please ...") are capitalised often for that reason
+        alone, so above Zipf 5 the share is discounted by how far the word's frequency goes beyond.
+        """
+        w = word.lower().strip("'’.")
+        share = self.capitalised.get(w, 0.0)
+        if share and share < 0.8:
+            zipf = self.zipf(w)
+            if zipf > 5.0:
+                share = max(0.0, share - 0.25 * (zipf - 5.0))
+        return share
 
     def is_proper(self, word: str) -> bool:
         """Mostly written capitalised: a name, a place or an organisation."""
