@@ -169,6 +169,15 @@ def resolve(text: str, spans: Sequence[Span], *, protected: Sequence[tuple[int, 
     return out
 
 
+class _NoContext:
+    """Presidio's context enhancer, switched off: our recognizers put their context into their
+    patterns (it is deterministic there), and the enhancer's token walk costs time per finding."""
+
+    def enhance_using_context(self, text: str, raw_results: list[Any], nlp_artifacts: Any,
+                              recognizers: list[Any], context: list[str] | None = None) -> list[Any]:
+        return raw_results
+
+
 class Deidentifier:
     """Finds and replaces identifiers; one instance per process (spaCy and the word lists load once)."""
 
@@ -219,7 +228,8 @@ class Deidentifier:
             registry.add_recognizer(rec)
         self._nlp = nlp
         self._ner = next((r for r in recognizers if isinstance(r, NerRecognizer)), None)
-        return AnalyzerEngine(registry=registry, nlp_engine=engine, supported_languages=["en"])
+        return AnalyzerEngine(registry=registry, nlp_engine=engine, supported_languages=["en"],
+                              context_aware_enhancer=_NoContext())
 
     def _artifacts(self, pages: Sequence[str]) -> list[Any]:
         """One spaCy pass over the pages (batched), as Presidio NlpArtifacts.
@@ -233,7 +243,7 @@ class Deidentifier:
         out = []
         for doc in self._nlp.pipe(texts, batch_size=16):
             ents = list(doc.ents)
-            out.append(NlpArtifacts(entities=ents, tokens=doc, tokens_indices=[t.idx for t in doc], lemmas=[],
+            out.append(NlpArtifacts(entities=ents, tokens=doc, tokens_indices=[], lemmas=[],
                                     nlp_engine=self._analyzer.nlp_engine if hasattr(self, "_analyzer") else None,
                                     language="en", scores=[0.85] * len(ents)))
         return out

@@ -59,6 +59,8 @@ class Rule:
     score: float = 0.85
     group: int | str = 0
     accept: Callable[[str, re.Match[str]], bool] | None = None
+    #: skip the rule unless the lowercased text contains one of these (cheap, for costly patterns)
+    needs: tuple[str, ...] = ()
 
 
 class RegexRecognizer(EntityRecognizer):
@@ -74,7 +76,10 @@ class RegexRecognizer(EntityRecognizer):
     def analyze(self, text: str, entities: list[str], nlp_artifacts: Any = None) -> list[RecognizerResult]:
         entity = self.supported_entities[0]
         out = []
+        low = text.lower()
         for rule in self.rules:
+            if rule.needs and not any(n in low for n in rule.needs):
+                continue
             for m in rule.pattern.finditer(text):
                 if rule.accept is not None and not rule.accept(text, m):
                     continue
@@ -116,6 +121,29 @@ _ID_CONTEXT = (r"(?:account|acct|member(?:ship)?|policy|insurance|subscriber|gro
                r"beneficiary|passport|plate|registration|reg|vin|serial|device|badge|employee|student)")
 
 
+def _last_words(text: str, end: int, n: int = 4) -> list[str]:
+    words = re.findall(r"[^\W\d_][\w'’.\-]*", text[max(0, end - 60):end])
+    return [w.lower().strip(".") for w in words[-n:]]
+
+
+def _after_any(text: str, start: int, names: frozenset[str]) -> bool:
+    """The words just before ``start`` (only spaces and a comma between) end with one of ``names``."""
+    gap = text[max(0, start - 3):start]
+    if re.search(r"[^\s,]", gap[-2:] if len(gap) >= 2 else gap) and not gap.endswith((" ", ",")):
+        return False
+    before = text[max(0, start - 60):start].rstrip(" ,")
+    if not before or not before[-1].isalpha():
+        return False
+    words = _last_words(before, len(before))
+    return any(" ".join(words[i:]) in names for i in range(len(words)))
+
+
+def _before_any(text: str, end: int, names: frozenset[str]) -> bool:
+    """The words just after ``end`` (spaces and a comma between) start with one of ``names``."""
+    words = [w.lower().strip(".,") for w in re.findall(r"[^\W\d_][\w'’.\-]*", text[end:end + 60])[:4]]
+    return any(" ".join(words[:i]) in names for i in range(1, len(words) + 1))
+
+
 def _pattern_rules(v: Vocabulary) -> dict[str, list[Rule]]:
     """Every pattern rule by entity type (built once per vocabulary)."""
     street = _words(v.streets)
@@ -128,7 +156,7 @@ def _pattern_rules(v: Vocabulary) -> dict[str, list[Rule]]:
             Rule("email-spoken", c(
                 rf"(?i)\b[a-z0-9]+(?:\s+(?:dot|underscore|dash|hyphen|period)\s+[a-z0-9]+){{0,4}}"
                 rf"(?:\s+[a-z0-9]+)?\s+at\s+[a-z0-9]+(?:\s+(?:dot|dash)\s+[a-z0-9]+){{0,3}}\s+dot\s+{tld}\b"
-            ), score=0.8),
+            ), score=0.8, needs=(" at ",)),
         ],
         "URL": [
             Rule("url", c(r"(?i)\b(?:https?://|www\.)[^\s<>\"']+[^\s<>\"'.,;:!?)\]]")),
@@ -138,8 +166,8 @@ def _pattern_rules(v: Vocabulary) -> dict[str, list[Rule]]:
             Rule("url-spoken", c(
                 rf"(?i)\b(?:(?:https?\s+)?(?:colon\s+)?(?:slash\s+slash\s+)?www\s+dot\s+)?[a-z0-9]+(?:\s+dot\s+[a-z0-9]+)*"
                 rf"\s+dot\s+{tld}\b(?:\s+(?:slash|forward\s+slash)\s+[a-z0-9]+(?:\s+(?:dash|underscore)\s+[a-z0-9]+)*)*"
-            ), score=0.7, accept=lambda t, m: "www" in m.group().lower() or " slash " in m.group().lower()
-                                                or len(m.group().split()) <= 5),
+            ), score=0.7, needs=(" dot ",), accept=lambda t, m: "www" in m.group().lower()
+                                                or " slash " in m.group().lower() or len(m.group().split()) <= 5),
         ],
         "HANDLE": [
             Rule("handle", c(r"(?<![\w@.])@[A-Za-z0-9_][A-Za-z0-9_.]{1,29}\b")),
@@ -181,17 +209,17 @@ def _pattern_rules(v: Vocabulary) -> dict[str, list[Rule]]:
             Rule("postcode-uk", c(r"(?i)\b(?:[a-z]{1,2}\d[a-z\d]?|gir)\s*\d[abd-hjlnp-uw-z]{2}\b"), score=0.75,
                  accept=lambda t, m: any(ch.isdigit() for ch in m.group()) and not re.fullmatch(r"(?i)\d+", m.group())),
             Rule("postcode-ca", c(r"(?i)\b[abceghj-nprstvxy]\d[abceghj-nprstv-z][ -]?\d[abceghj-nprstv-z]\d\b")),
-            Rule("zip-after-state", c(rf"(?i)\b(?:{_words(v.us_states | v.state_codes | v.provinces)}),?\s+(\d{{5}}(?:-\d{{4}})?|{spoken.digit_run(5, 9)})\b"),
-                 group=1, score=0.8),
+            Rule("zip-after-state", c(rf"(?i)(?<=\s)(\d{{5}}(?:-\d{{4}})?|{spoken.digit_run(5, 9)})\b"), group=1, score=0.8,
+                 accept=lambda t, m: _after_any(t, m.start(1), v.us_states | v.state_codes | v.provinces)),
             Rule("postcode-context", c(
                 r"(?i)\b(?:zip(?:\s*code)?|post\s*code|postal\s+code|plz|cap|cp)\b(?:\s+(?:is|was|number))?[\s:#\-]+"
                 r"([a-z]{0,2}[\s\-]?\d{3,6}(?:[\s\-]\d{2,4})?|[a-z0-9]{2,4}\s?[a-z0-9]{3})\b"), group=1, score=0.85,
                  accept=lambda t, m: _digits(m.group(1)) >= 3),
             Rule("postcode-after-country", c(
-                rf"(?i)\b(?:{_words(v.countries)})\b[\s,]+(\d{{4,6}}|\d{{3}}\s\d{{2}}|[a-z]{{1,2}}-?\d{{4,5}}|{spoken.digit_run(4, 7)})"
-                r"(?![\w-])"), group=1, score=0.75),
-            Rule("postcode-before-country", c(
-                rf"(?i)(?<![\d$.,])(\d{{4,6}}|\d{{3}}\s\d{{2}})[\s,]+(?:{_words(v.countries)})\b"), group=1, score=0.7),
+                rf"(?i)(?<=[\s,])(\d{{4,6}}|\d{{3}}\s\d{{2}}|[a-z]{{1,2}}-?\d{{4,5}}|{spoken.digit_run(4, 7)})(?![\w-])"),
+                 group=1, score=0.75, accept=lambda t, m: _after_any(t, m.start(1), v.countries)),
+            Rule("postcode-before-country", c(r"(?<![\d$.,])(\d{4,6}|\d{3}\s\d{2})(?=[\s,]+[A-Za-z])"), group=1, score=0.7,
+                 accept=lambda t, m: _before_any(t, m.end(1), v.countries)),
             Rule("postcode-line-end", c(r"(?m)(?<![\d$.,:/\-])\b(\d{4})[ \t]*$"), group=1, score=0.5,
                  accept=lambda t, m: not re.fullmatch(r"(?:19|20)\d\d", m.group(1))),
             Rule("zip-before-word", c(rf"(?i)\b(\d{{5}}|{spoken.digit_run(5, 9)})\s+(?:zip|post)\s*code\b"),
@@ -201,6 +229,10 @@ def _pattern_rules(v: Vocabulary) -> dict[str, list[Rule]]:
                  score=0.5, accept=lambda t, m: not re.search(
                      rf"(?i)(?:{spoken.DIGIT_WORD})\s*$", t[max(0, m.start() - 12):m.start()])
                  and not re.match(rf"(?i)\s+(?:{spoken.DIGIT_WORD})\b", t[m.end():m.end() + 12])),
+            Rule("postcode-spoken-alnum", c(
+                rf"(?i)\b(?:zip(?:\s+code)?|post\s*code|postal\s+code)(?:\s+(?:is|was))?[\s:,]+"
+                rf"((?:(?:[a-z]|{spoken.DIGIT_WORD})\s+){{2,7}}(?:[a-z]|{spoken.DIGIT_WORD}))\b"), group=1, score=0.8,
+                 accept=lambda t, m: re.search(spoken.DIGIT_WORD, m.group(1), re.I) is not None),
             Rule("zip-spoken", c(rf"(?i)\b(?:zip(?:\s+code)?|post\s*code|postal\s+code)(?:\s+(?:is|was))?[\s:,]+({spoken.digit_run(5, 9)})"),
                  group=1, score=0.8),
         ],
@@ -260,10 +292,11 @@ def _pattern_rules(v: Vocabulary) -> dict[str, list[Rule]]:
             # read out: "one nine two dot one six eight ...", "f one one e colon seven one a e colon ..."
             Rule("ip-spoken", c(
                 rf"(?i)\b(?:(?:{spoken.DIGIT_WORD}|[a-f])(?:\s+(?:{spoken.DIGIT_WORD}|[a-f])){{0,3}}\s+colon\s+){{3,7}}"
-                rf"(?:{spoken.DIGIT_WORD}|[a-f])(?:\s+(?:{spoken.DIGIT_WORD}|[a-f])){{0,3}}\b"), score=0.75),
+                rf"(?:{spoken.DIGIT_WORD}|[a-f])(?:\s+(?:{spoken.DIGIT_WORD}|[a-f])){{0,3}}\b"), score=0.75, needs=(" colon ",)),
             Rule("ipv4-spoken", c(
                 rf"(?i)\b(?:{spoken.SPOKEN_NUMBER}|(?:{spoken.DIGIT_WORD}\s+){{0,2}}{spoken.DIGIT_WORD})"
-                rf"(?:\s+dot\s+(?:{spoken.SPOKEN_NUMBER}|(?:{spoken.DIGIT_WORD}\s+){{0,2}}{spoken.DIGIT_WORD})){{3}}\b"), score=0.7),
+                rf"(?:\s+dot\s+(?:{spoken.SPOKEN_NUMBER}|(?:{spoken.DIGIT_WORD}\s+){{0,2}}{spoken.DIGIT_WORD})){{3}}\b"), score=0.7,
+                 needs=(" dot ",)),
         ],
         "ADDRESS": [
             Rule("street", c(
@@ -331,7 +364,7 @@ class VocabularyNameRecognizer(EntityRecognizer):
         low = re.sub(r"['’]s$", "", word.lower()).strip("'’-")
         if len(low) < 2 or v.never_name(low):
             return 0.0
-        if low in v.clinical or low in v.medications or low in spoken.NUMBER_WORDS:
+        if low in spoken.NUMBER_WORDS or low in v.medications or (low in v.clinical and not v.name_like(low)):
             return 0.0
         share = v.cap_share(low)
         known_name = v.name_like(low)
@@ -368,6 +401,16 @@ class VocabularyNameRecognizer(EntityRecognizer):
         for i, m in enumerate(tokens):
             word = m.group()
             capitalised = False
+            if word.isupper() and len(word) > 1:
+                # headings, abbreviations ("HPI", "BUN") or a name in capitals ("TOULOUSE"): judged as
+                # lowercase text is, except that short unknown capitals are taken for abbreviations
+                key = (word.lower(), False, False)
+                s = cache.get(key)
+                if s is None:
+                    s = cache[key] = self._strength(word, False)
+                strengths.append(0.0 if len(word) <= 3 or (len(word) <= 5 and s <= 0.5) else s)
+                prev_end = m.end()
+                continue
             if cased and word[:1].isupper() and i > 0:
                 gap = text[prev_end:m.start()].rstrip()
                 capitalised = not gap or gap[-1] not in ".!?:\n\"“"

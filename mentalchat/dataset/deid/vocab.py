@@ -44,6 +44,7 @@ PROPER = 0.5
 AMBIGUOUS = 0.2
 _NAMES_VERSION = 1
 _CASE_VERSION = 1
+_MEDICAL_VERSION = 1
 
 
 def load_list(name: str) -> frozenset[str]:
@@ -166,6 +167,23 @@ def _load_medications() -> frozenset[str]:
     with bz2.open(path, "rb") as fh:
         variants = pickle.load(fh)["drug_variant_to_canonical"]  # noqa: S301 - a packaged data file
     return frozenset(v for v in (k.lower() for k in variants) if re.fullmatch(r"[a-z][a-z\-]{3,}", v))
+
+
+def _load_medical() -> frozenset[str]:
+    """Every word of the ICD-10-CM diagnosis descriptions (``simple-icd-10-cm``): the vocabulary of
+    clinical notes that must survive, cached as a word list. Eponyms stay out ("Parkinson")."""
+    target = cache_root() / "deid" / f"icd10cm-words-v{_MEDICAL_VERSION}.txt"
+    if not target.is_file():
+        with build_lock(target):
+            if not target.is_file():
+                _need("simple_icd_10_cm", "simple-icd-10-cm")
+                import simple_icd_10_cm as cm
+
+                words = {w.lower() for code in cm.get_all_codes(with_dots=False)
+                         for w in re.findall(r"[A-Za-z][A-Za-z\-]+", cm.get_description(code))}
+                with atomic_path(target) as tmp:
+                    tmp.write_text("".join(f"{w}\n" for w in sorted(words)), encoding="utf-8")
+    return frozenset(target.read_text(encoding="utf-8").split())
 
 
 def _load_countries() -> frozenset[str]:
@@ -293,7 +311,7 @@ def get_vocabulary() -> Vocabulary:
         first_names=first,
         last_names=last,
         medications=_load_medications(),
-        clinical=load_list("clinical"),
+        clinical=load_list("clinical") | _load_medical(),
         not_names=load_list("not_names"),
         roles=load_list("roles"),
         safe_terms=load_list("safe_terms"),
