@@ -156,7 +156,7 @@ def _pattern_rules(v: Vocabulary) -> dict[str, list[Rule]]:
             Rule("email-spoken", c(
                 rf"(?i)\b[a-z0-9]+(?:\s+(?:dot|underscore|dash|hyphen|period)\s+[a-z0-9]+){{0,4}}"
                 rf"(?:\s+[a-z0-9]+)?\s+at\s+[a-z0-9]+(?:\s+(?:dot|dash)\s+[a-z0-9]+){{0,3}}\s+dot\s+{tld}\b"
-            ), score=0.8, needs=(" at ",)),
+            ), score=0.8, needs=(" at ",), accept=lambda t, m: not re.search(r"(?i)\bat\s+www\b", m.group())),
         ],
         "URL": [
             Rule("url", c(r"(?i)\b(?:https?://|www\.)[^\s<>\"']+[^\s<>\"'.,;:!?)\]]")),
@@ -485,7 +485,8 @@ class NameTriggerRecognizer(EntityRecognizer):
             if not bare or v.never_name(bare) or bare in spoken.NUMBER_WORDS:
                 break
             capital = w.group()[:1].isupper()
-            first_of_strong = strong and i == 0
+            # after "my name is" the first word is a name, unless it is plainly an everyday lowercase word
+            first_of_strong = strong and i == 0 and (capital or not cased or not v.is_everyday(bare, 4.0))
             if not first_of_strong:
                 lower_ok = v.name_like(bare) and (not cased or v.cap_share(bare) >= 0.8)
                 if not capital and not lower_ok and not (v.zipf(bare) == 0.0 and len(bare) >= 3):
