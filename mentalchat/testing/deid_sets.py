@@ -37,6 +37,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
+from mentalchat.errors import MentalchatError
+
 __all__ = [
     "CATEGORIES",
     "EXTENDED",
@@ -66,7 +68,7 @@ CATEGORIES = SAFE_HARBOR + EXTENDED
 SPLITS = ("dev", "test")
 
 
-class SourceMissing(ImportError):
+class SourceMissing(MentalchatError, ImportError):
     """An optional source package (presidio-evaluator, philter-lite) is not installed."""
 
 
