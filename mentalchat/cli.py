@@ -37,13 +37,14 @@ class _StageCommand:
 
 
 def commands() -> dict[str, Command]:
-    """Every sub-command by name: the registered stages in pipeline order, then pipeline, deidentify, fastchat."""
+    """Every sub-command by name: the registered stages in pipeline order, then pipeline, deidentify, import-dataset, fastchat."""
     from mentalchat.core.fastchat_command import FastChatCommand
     from mentalchat.dataset.deid_command import DeidentifyCommand
+    from mentalchat.dataset.import_command import ImportDatasetCommand
     from mentalchat.pipeline.command import PipelineCommand
 
     out: dict[str, Command] = {name: _StageCommand(get_stage(name)) for name in stage_names()}
-    for cmd in (PipelineCommand(), DeidentifyCommand(), FastChatCommand()):
+    for cmd in (PipelineCommand(), DeidentifyCommand(), ImportDatasetCommand(), FastChatCommand()):
         out[cmd.name] = cmd
     return out
 

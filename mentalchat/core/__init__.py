@@ -8,6 +8,8 @@ Stage packages (``dataset``, ``finetune``, ``generate``, ``judge``, ``stats``) i
 - :mod:`.judge_reply`: reading scores (and crisis verdicts) out of a judge's reply;
 - :mod:`.model_names`: model name → (base model, data configuration);
 - :mod:`.questions`: benchmark question files;
+- :mod:`.decontamination`: training inputs that near-duplicate benchmark questions;
+- :mod:`.released_data`: MentalChat16K-format files (instruction, input, output) as ``qa_pairs`` rows;
 - :mod:`.prompt_format`: the instruction and how a model is prompted, in training and answering;
 - :mod:`.crisis_rules` and :mod:`.crisis_probes`: the crisis detector and the probe set;
 - :mod:`.fastchat` and :mod:`.human_ratings`: the FastChat llm_judge and ratings-CSV formats.
@@ -34,6 +36,9 @@ _EXPORTS: dict[str, str] = {
     "paper_model_map": "model_names",
     # questions and prompts
     "Question": "questions", "QuestionError": "questions", "load_questions": "questions",
+    "bundled_questions": "questions",
+    "DecontaminationConfig": "decontamination", "Decontaminator": "decontamination", "scan_pairs": "decontamination",
+    "ReleasedDataError": "released_data", "read_released": "released_data",
     "DEFAULT_INSTRUCTION": "prompt_format", "INSTRUCTION_FORMAT_ID": "prompt_format",
     "PromptFormatter": "prompt_format",
     # crisis

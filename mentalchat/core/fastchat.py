@@ -20,7 +20,7 @@ import json
 import re
 import time
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,8 @@ from mentalchat.io import atomic_path, iter_jsonl
 from mentalchat.schemas import ANSWERS, JUDGMENTS
 
 __all__ = [
+    "DUPLICATE_POLICIES",
+    "Duplicate",
     "FastChatData",
     "FastChatFormatError",
     "format_judgment_text",
@@ -48,6 +50,21 @@ __all__ = [
 ]
 
 DEFAULT_PROMPT_NAME = "mentalchat-single-v1"
+
+#: What to do with a second judgment of the same (question, model, judge): refuse, keep the first, keep the last.
+DUPLICATE_POLICIES = ("error", "first", "last")
+_SHOW_DUPLICATES = 5
+
+
+@dataclass(frozen=True)
+class Duplicate:
+    """A judgment of (question, model, judge) seen before: where it is and where the first one was."""
+
+    question_id: str
+    model: str
+    judge: str
+    where: str
+    first: str
 
 
 class FastChatFormatError(MentalchatError, ValueError):
@@ -201,6 +218,8 @@ def read_model_judgments(
     model_map: ModelMapConfig | None = None,
     *,
     keep_text: bool = True,
+    on_duplicate: str = "error",
+    duplicates: list[Duplicate] | None = None,
 ) -> pa.Table:
     """Read FastChat single-answer judgments into a ``judgments`` table (7 rows per judgment).
 
@@ -208,12 +227,19 @@ def read_model_judgments(
     parser's (``failed`` for FastChat's ``$ERROR$`` placeholder of a failed API call), and
     ``error`` says why a row's score is null. ``keep_text=False`` drops ``raw_text`` and
     ``explanation`` to save memory when only the numbers are needed.
+
+    The same (question, model, judge) twice (FastChat appends on a rerun): ``on_duplicate="error"``
+    refuses the input, listing the first few repeats with file and line; ``first`` / ``last`` keep
+    one judgment and append every dropped one to ``duplicates`` (when given), so callers can report it.
     """
+    if on_duplicate not in DUPLICATE_POLICIES:
+        raise FastChatFormatError(f"on_duplicate {on_duplicate!r}: expected one of {list(DUPLICATE_POLICIES)}")
     if isinstance(paths, str | Path):
         paths = [paths]
     files = [f for p in paths for f in _jsonl_files(p)]
-    rows: list[dict[str, Any]] = []
+    kept: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
     seen: dict[tuple[str, str, str], str] = {}
+    found: list[Duplicate] = []
     for file in files:
         for line_no, rec in read_jsonl(file):
             where = f"{file}:{line_no}"
@@ -240,12 +266,26 @@ def read_model_judgments(
                 raise FastChatFormatError(f"{where}: judgment must be a string")
             key = (judge, model, qid)
             if key in seen:
-                raise FastChatFormatError(
-                    f"{where}: second judgment of question {qid} for model {model!r} by {judge!r} "
-                    f"(first at {seen[key]})"
-                )
-            seen[key] = where
-            rows.extend(_judgment_rows(qid, model, judge, prompt, text, model_map, keep_text))
+                found.append(Duplicate(qid, model, judge, where, seen[key]))
+                if on_duplicate != "last":
+                    continue  # error: listed below; first: the earlier one stays
+            else:
+                seen[key] = where
+            kept[key] = _judgment_rows(qid, model, judge, prompt, text, model_map, keep_text)
+    if found and on_duplicate == "error":
+        shown = "\n  ".join(f"{d.where}: question {d.question_id}, model {d.model!r}, judge {d.judge!r} "
+                            f"(first at {d.first})" for d in found[:_SHOW_DUPLICATES])
+        more = f"\n  ... and {len(found) - _SHOW_DUPLICATES} more" if len(found) > _SHOW_DUPLICATES else ""
+        first = found[0]
+        file, _, line = first.where.rpartition(":")
+        raise FastChatFormatError(
+            f"{first.where}: second judgment of question {first.question_id} for model {first.model!r} by "
+            f"{first.judge!r} (first at {first.first}); {len(found)} repeated judgment(s) in all:\n  {shown}{more}\n"
+            "keep one of each with on_duplicate first|last (mentalchat fastchat import --on-duplicate)",
+            path=file, line=int(line))
+    if duplicates is not None:
+        duplicates.extend(found)
+    rows = [row for group in kept.values() for row in group]
     if not rows:
         return JUDGMENTS.empty()
     return JUDGMENTS.from_rows(rows)
@@ -362,12 +402,16 @@ class FastChatData:
     answers: pa.Table | None
     judgments: pa.Table | None
     judgment_dirs: list[Path]
+    #: judgments dropped as repeats of a (question, model, judge) (``on_duplicate`` first or last)
+    duplicates: list[Duplicate] = field(default_factory=list)
 
 
 def read_fastchat_dir(
-    root: str | Path, model_map: ModelMapConfig | None = None, *, keep_text: bool = False
+    root: str | Path, model_map: ModelMapConfig | None = None, *, keep_text: bool = False,
+    on_duplicate: str = "error",
 ) -> FastChatData:
-    """Read ``question.jsonl``, ``model_answer/*.jsonl`` and every ``model_judgment*/*.jsonl``."""
+    """Read ``question.jsonl``, ``model_answer/*.jsonl`` and every ``model_judgment*/*.jsonl``
+    (``on_duplicate``: see :func:`read_model_judgments`)."""
     root = Path(root)
     if not root.is_dir():
         raise FastChatFormatError(f"{root}: not a folder")
@@ -376,9 +420,11 @@ def read_fastchat_dir(
     adir = root / "model_answer"
     answers = read_model_answers(adir, model_map) if adir.is_dir() else None
     jdirs = sorted(p for p in root.glob("model_judgment*") if p.is_dir())
-    judgments = read_model_judgments(jdirs, model_map, keep_text=keep_text) if jdirs else None
+    duplicates: list[Duplicate] = []
+    judgments = read_model_judgments(jdirs, model_map, keep_text=keep_text, on_duplicate=on_duplicate,
+                                     duplicates=duplicates) if jdirs else None
     if questions is None and answers is None and judgments is None:
         raise FastChatFormatError(
             f"{root}: holds none of question.jsonl, model_answer/, model_judgment*/"
         )
-    return FastChatData(questions, answers, judgments, jdirs)
+    return FastChatData(questions, answers, judgments, jdirs, duplicates)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from mentalchat.core.cli import ErrorPolicy
@@ -22,7 +23,8 @@ examples:
 
 import writes answers.parquet and judgments.parquet (scores parsed metric by metric from the
 judges' texts; base model and data configuration from the paper's name mapping) and copies
-question.jsonl when there is one. export writes FastChat's layout: model_answer/<model>.jsonl
+question.jsonl when there is one. A second judgment of the same (question, model, judge) is an
+error listing the repeats, unless --on-duplicate first|last keeps one (the count dropped is printed). export writes FastChat's layout: model_answer/<model>.jsonl
 and model_judgment/<judge>_single.jsonl, whose score is the overall rating."""
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
@@ -31,6 +33,9 @@ and model_judgment/<judge>_single.jsonl, whose score is the overall rating."""
         imp.add_argument("--fastchat", required=True, help="folder with model_answer/, model_judgment*/")
         imp.add_argument("--output", required=True)
         imp.add_argument("--no-text", action="store_true", help="drop judge texts (smaller tables)")
+        imp.add_argument("--on-duplicate", choices=["error", "first", "last"], default="error",
+                         help="a second judgment of the same (question, model, judge): refuse (default, "
+                         "listing them), or keep the first or the last and report how many were dropped")
         exp = sub.add_parser("export", help="Parquet tables -> FastChat folder")
         exp.add_argument("--answers", help="answers Parquet")
         exp.add_argument("--judgments", help="judgments Parquet")
@@ -47,7 +52,11 @@ and model_judgment/<judge>_single.jsonl, whose score is the overall rating."""
             raise UsageError("export needs --answers and/or --judgments")
         with atomic_dir(args.output) as tmp:
             if args.direction == "import":
-                data = fastchat.read_fastchat_dir(args.fastchat, paper_model_map(), keep_text=not args.no_text)
+                data = fastchat.read_fastchat_dir(args.fastchat, paper_model_map(), keep_text=not args.no_text,
+                                                  on_duplicate=args.on_duplicate)
+                if data.duplicates:
+                    print(f"dropped {len(data.duplicates)} repeated judgments of the same (question, model, judge), "
+                          f"kept the {args.on_duplicate} of each (e.g. {data.duplicates[0].where})", file=sys.stderr)
                 if data.questions is not None:
                     fastchat.write_questions(data.questions, tmp / "question.jsonl")
                 if data.answers is not None:

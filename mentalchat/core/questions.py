@@ -7,11 +7,18 @@ means the same thing in every table (ids are strings: FastChat's integer ids bec
 from __future__ import annotations
 
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 from mentalchat.errors import MentalchatError
 
-__all__ = ["Question", "QuestionError", "load_questions"]
+__all__ = ["Question", "QuestionError", "bundled_questions", "load_questions"]
+
+
+def bundled_questions() -> Path:
+    """Ten counselling questions written for the project (FastChat format): the default benchmark of a
+    pipeline run, of the quickstart and smoke configs, and of training-data decontamination."""
+    return Path(str(resources.files("mentalchat") / "data" / "samples" / "questions.jsonl"))
 
 
 class QuestionError(MentalchatError, ValueError):

@@ -11,6 +11,7 @@ Output folder (``--output``), written to a temporary sibling and renamed into pl
 * ``rejects.parquet`` — what the filters dropped and why
 * ``pages.parquet`` — one row per interview page: provenance and de-identification counts
 * ``README.md`` + ``figures/*.png`` — the dataset card
+* ``decontamination.json`` — inputs that near-duplicate a benchmark question (reported, not removed)
 * ``build_stats.json`` and the done marker (``_MENTALCHAT_DONE.json``) with the config hash
 """
 
@@ -29,6 +30,7 @@ from typing import Any
 
 from mentalchat.config import ConfigError, config_hash
 from mentalchat.core.crisis_rules import audit_pair
+from mentalchat.core.released_data import pair_id  # one content hash for built and imported pairs
 from mentalchat.dataset import paraphrase
 from mentalchat.dataset.config import DatasetConfig, DeidConfig, engine_is_local
 from mentalchat.dataset.readers import read_transcripts
@@ -59,12 +61,6 @@ def resolve_transcripts(cfg: DatasetConfig, transcripts: str | Path | None) -> P
     if str(spec) == "bundled":
         return bundled_transcripts()
     return Path(spec)
-
-
-def pair_id(inp: str, out: str) -> str:
-    """Content hash of a pair: the same (input, output) always gets the same id."""
-    blob = json.dumps([inp, out], ensure_ascii=False, separators=(",", ":"))
-    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
 
 
 # --------------------------------------------------------------------------------------------
@@ -299,8 +295,13 @@ def build_dataset(
     transcripts: str | Path | None = None,
     dry_run: bool = False,
     echo: Callable[[str], None] | None = None,
+    benchmark: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Build the dataset into ``output`` (replaced atomically); returns the build statistics."""
+    """Build the dataset into ``output`` (replaced atomically); returns the build statistics.
+
+    ``benchmark`` is the run's question file, which ``dataset.decontamination`` checks the pairs'
+    inputs against by default (else the bundled sample questions).
+    """
     echo = echo or (lambda msg: print(msg, file=sys.stderr))
     output = Path(output)
     folder = resolve_transcripts(cfg, transcripts) if cfg.interview.enabled else None
@@ -372,6 +373,16 @@ def build_dataset(
     stats["rejected"] = len(reject_rows)
     stats["by_filter"] = dict(Counter(f"{r['source']}:{r['filter']}" for r in reject_rows))
 
+    decontamination = None
+    if cfg.decontamination.enabled:
+        from mentalchat.core.decontamination import scan_pairs
+
+        _, decontamination = scan_pairs([r["id"] for r in final], [r["input"] for r in final],
+                                        [r["source"] for r in final], cfg.decontamination, benchmark=benchmark)
+        stats["decontamination"] = {k: v for k, v in decontamination.items() if k != "pairs"}
+        echo(f"decontamination: {decontamination['flagged']} of {decontamination['checked']} pairs near-duplicate "
+             f"a question of {decontamination['reference']}")
+
     if gate_salt is not None:
         stats["leak_gate"] = _leak_gate(cfg, gate_salt, fingerprints, final, reject_rows, pages, work_dir, echo)
 
@@ -385,6 +396,8 @@ def build_dataset(
         write_card(tmp / "README.md", qa=final, rejects=reject_rows, stats=stats, figures=figures,
                    topic_weights=topic_weights, instruction=cfg.instruction)
         write_json_atomic(tmp / "build_stats.json", stats)
+        if decontamination is not None:
+            write_json_atomic(tmp / "decontamination.json", decontamination)
         write_done_marker(tmp, stage="dataset", config_hash=stats["config_hash"], pairs=len(final))
     echo(f"dataset: {len(final)} pairs ({flagged} crisis-flagged, {no_esc} without escalation), "
          f"{len(reject_rows)} rejected → {output}")

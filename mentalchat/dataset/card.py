@@ -13,7 +13,9 @@ from typing import Any
 
 from mentalchat.dataset.filters import word_count
 
-__all__ = ["write_card", "write_histograms"]
+__all__ = ["decontamination_lines", "write_card", "write_histograms"]
+
+BUILT_BY = "built by `mentalchat` (`jobs/build_dataset.py`)"
 
 
 def write_histograms(qa: Sequence[Mapping[str, Any]], folder: Path, *, bins: int = 30) -> dict[str, str]:
@@ -67,16 +69,25 @@ def write_card(
     figures: Mapping[str, str],
     topic_weights: Mapping[str, float] | None,
     instruction: str,
+    built_by: str = BUILT_BY,
 ) -> None:
+    """The card as Markdown at ``path``; ``stats`` sections (interview, synthetic, import,
+    decontamination) appear when present."""
     src = Counter(r["source"] for r in qa)
+    instructions = Counter(r["instruction"] for r in qa)
+    if len(instructions) > 1:
+        said = (f"{len(instructions)} distinct instructions; the most common "
+                f"({instructions.most_common(1)[0][1]} pairs): *{instructions.most_common(1)[0][0]}*")
+    else:
+        said = f"Instruction stored with every pair: *{next(iter(instructions), instruction)}*"
     lines = [
         "# Dataset card",
         "",
-        "Counselling question-answer pairs in the MentalChat16K schema (`instruction`, `input`, "
-        "`output`) built by `mentalchat` (`jobs/build_dataset.py`). Load with "
-        '`datasets.load_dataset("parquet", data_files="qa_pairs.parquet")`.',
+        ("Counselling question-answer pairs in the MentalChat16K schema (`instruction`, `input`, "
+        f"`output`) {built_by}. Load with "
+        '`datasets.load_dataset("parquet", data_files="qa_pairs.parquet")`.'),
         "",
-        f"Instruction stored with every pair: *{instruction}*",
+        said,
         "",
         "## Counts",
         "",
@@ -98,8 +109,8 @@ def write_card(
         lines += [
             "## Interview path",
             "",
-            f"- transcript files read: {inter.get('files', 0)}; transcripts: {inter.get('transcripts', 0)}; "
-            f"pages: {inter.get('pages', 0)}",
+            (f"- transcript files read: {inter.get('files', 0)}; transcripts: {inter.get('transcripts', 0)}; "
+            f"pages: {inter.get('pages', 0)}"),
             f"- skipped files: {inter.get('skipped_files', 0)}; skipped JSONL lines: {inter.get('skipped_lines', 0)}",
             f"- paraphrase engine: `{inter.get('engine')}`; prompt version `{inter.get('prompt_version')}`",
             f"- de-identification: {inter.get('deid_method')}; replacements by type (before the model): "
@@ -114,11 +125,28 @@ def write_card(
         lines += [
             "## Synthetic path",
             "",
-            f"- engine: `{syn.get('engine')}`; prompt version `{syn.get('prompt_version')}`; "
-            f"messages requested: {syn.get('n_messages')}",
+            (f"- engine: `{syn.get('engine')}`; prompt version `{syn.get('prompt_version')}`; "
+            f"messages requested: {syn.get('n_messages')}"),
             f"- calls: {syn.get('calls')}; cost of new calls this run: ${syn.get('cost_usd', 0):.4f}",
             "",
         ]
+    imp = stats.get("import") or {}
+    if imp:
+        lines += [
+            "## Imported files",
+            "",
+            ("Rows with an empty input or output (`missing`) and repeats of an earlier (input, output) "
+            "(`duplicate`) are in `rejects.parquet`; blank rows are only counted. `page_ref` is "
+            "`<file>:<line>` (the line a record starts on; the row for Parquet)."),
+            "",
+            "| file | format | source from | rows | kept | empty | duplicate | blank | sha256 |",
+            "|---|---|---|---|---|---|---|---|---|",
+            *[f"| {f['file']} | {f['format']} | {f['source_from'] or '–'} "
+              f"({', '.join(f'{k} {v}' for k, v in f['sources'].items()) or 'none'}) | {f['rows']} | {f['kept']} | "
+              f"{f['empty']} | {f['duplicate']} | {f['blank']} | `{f['sha256'][:12]}` |" for f in imp.get("files", [])],
+            "",
+        ]
+    lines += decontamination_lines(stats.get("decontamination"))
     topics = Counter(r["topic"] for r in qa if r.get("topic"))
     if topics:
         n = sum(topics.values())
@@ -147,10 +175,10 @@ def write_card(
     lines += [
         "## Crisis audit",
         "",
-        "Inputs were scanned for disclosures of suicidal thoughts, self-harm, abuse or intent to harm "
-        "others (rules in `mentalchat/dataset/crisis.py`); for each flagged input the answer was checked "
+        ("Inputs were scanned for disclosures of suicidal thoughts, self-harm, abuse or intent to harm "
+        "others (rules in `mentalchat/core/crisis_rules.py`); for each flagged input the answer was checked "
         "for escalation (urging immediate help, naming a crisis line or emergency services). Column "
-        "`crisis_flag` marks flagged rows and `crisis_escalated` whether their answer escalates.",
+        "`crisis_flag` marks flagged rows and `crisis_escalated` whether their answer escalates."),
         "",
         "| source | flagged inputs | answers without escalation |",
         "|---|---|---|",
@@ -163,15 +191,35 @@ def write_card(
     if cats:
         lines += ["Flagged by category: " + ", ".join(f"{c} {n}" for c, n in sorted(cats.items())), ""]
     lines += [
-        "**Risk.** A model fine-tuned on pairs whose answers do not escalate learns not to escalate. The "
+        ("**Risk.** A model fine-tuned on pairs whose answers do not escalate learns not to escalate. The "
         "MentalChat16K authors' synthetic prompt told the generator not to refer people to professionals; "
-        "review or drop the flagged rows without escalation before training.",
+        "review or drop the flagged rows without escalation before training."),
         "",
         "## Provenance",
         "",
-        f"- config hash: `{stats.get('config_hash')}`",
+        *([f"- config hash: `{stats['config_hash']}`"] if stats.get("config_hash") else []),
         f"- generator models: {', '.join(sorted({str(r['generator_model']) for r in qa})) or '–'}",
         f"- prompt versions: {', '.join(sorted({str(r['prompt_version']) for r in qa})) or '–'}",
         "",
     ]
     path.write_text("\n".join(lines), encoding="utf-8")
+
+
+def decontamination_lines(report: Mapping[str, Any] | None) -> list[str]:
+    """The card's benchmark-overlap section (``mentalchat.core.decontamination.scan_pairs``'s report)."""
+    lines = ["## Benchmark overlap (decontamination)", ""]
+    if not report:
+        return lines + ["Not checked: no benchmark questions were given.", ""]
+    by_source = ", ".join(f"{s} {n}" for s, n in report["flagged_by_source"].items()) or "none"
+    lines += [
+        (f"Inputs near-duplicating a question of `{report['reference']}` ({report['reference_questions']} "
+        f"questions, sha256 `{report['reference_sha256'][:12]}`), by word {report['ngram']}-gram "
+        f"{'containment' if report['method'] == 'ngram' else 'MinHash Jaccard'} >= {report['threshold']}:"),
+        "",
+        (f"- pairs checked: {report['checked']}; flagged: **{report['flagged']}** ({by_source}); "
+        f"benchmark questions hit: {report['questions_hit']}"),
+        ("- the flagged ids are listed in `decontamination.json`; they stay in this table, and the fine-tuning "
+        "stage drops them by default (`finetune.decontamination`)."),
+        "",
+    ]
+    return lines

@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, model_validator
 
 from mentalchat.config import ConfigError, StrictModel
+from mentalchat.core.decontamination import DecontaminationConfig
 from mentalchat.core.prompt_format import DEFAULT_INSTRUCTION
 from mentalchat.engine.config import EngineConfig
 
@@ -146,6 +147,11 @@ class DatasetConfig(StrictModel):
     synthetic: SyntheticConfig = Field(default_factory=SyntheticConfig)
     deid: DeidConfig = Field(default_factory=DeidConfig)
     leak_gate: LeakGateConfig = Field(default_factory=LeakGateConfig)
+    decontamination: DecontaminationConfig = Field(
+        default_factory=DecontaminationConfig,
+        description="count pairs whose input near-duplicates a benchmark question (card, decontamination.json); "
+        "stage 1 only reports them, fine-tuning drops them",
+    )
     seed: int | None = Field(None, description="default: run.seed, else 0")
     histogram_bins: int = Field(30, ge=5)
 

@@ -31,16 +31,21 @@ model; a non-local paraphrase engine is refused unless
 interview.allow_remote_paraphrase_i_accept_phi_leaves_cluster=true. Overrides are dotted keys
 relative to the dataset section (interview.min_words=30) or the file root. --dry-run prints the
 number of calls and the estimated cost and calls nothing. Rerunning the synthetic path with the
-same output repeats no call that had finished."""
+same output repeats no call that had finished. The card counts pairs whose input near-duplicates
+a benchmark question (--questions; dataset.decontamination), which fine-tuning then drops."""
     config_class = DatasetConfig
     outputs = ("qa_pairs.parquet",)
 
     # -- in a pipeline ----------------------------------------------------------------------------
     def input_fingerprints(self, cfg: DatasetConfig, ctx: StageContext) -> dict[str, Any]:
+        from mentalchat.core.decontamination import reference_path
         from mentalchat.dataset.build import resolve_transcripts
 
         folder = resolve_transcripts(cfg, ctx.transcripts) if cfg.interview.enabled else None
-        return {"transcripts": ctx.fingerprint(folder)}
+        out = {"transcripts": ctx.fingerprint(folder)}
+        if cfg.decontamination.enabled:
+            out["decontamination"] = ctx.fingerprint(reference_path(cfg.decontamination, ctx.questions_path()))
+        return out
 
     def needs_ray(self, cfg: DatasetConfig, ctx: StageContext | None = None) -> bool:
         return True  # interview actors and vLLM engines run as Ray tasks
@@ -48,9 +53,11 @@ same output repeats no call that had finished."""
     def run(self, cfg: DatasetConfig, ctx: StageContext) -> dict[str, Any]:
         from mentalchat.dataset.build import build_dataset
 
-        stats = build_dataset(cfg, ctx.folder, transcripts=ctx.transcripts, echo=ctx.echo)
+        stats = build_dataset(cfg, ctx.folder, transcripts=ctx.transcripts, echo=ctx.echo,
+                              benchmark=ctx.questions_path())
         return {"pairs": stats["pairs"], "rejected": stats["rejected"],
-                "crisis_flagged": stats.get("crisis", {}).get("flagged")}
+                "crisis_flagged": stats.get("crisis", {}).get("flagged"),
+                "benchmark_overlap": (stats.get("decontamination") or {}).get("flagged")}
 
     def describe(self, facts: dict[str, Any], folder: Path, show: Callable[[Path], str]) -> tuple[str, str]:
         what = f"{facts.get('pairs', '?')} QA pairs, {facts.get('rejected', '?')} rejected; card {show(folder / 'README.md')}"
@@ -61,6 +68,8 @@ same output repeats no call that had finished."""
         parser.add_argument("--transcripts", help="folder of transcripts (.txt, .jsonl, .docx)")
         parser.add_argument("--output", required=True)
         parser.add_argument("--dry-run", action="store_true", help="print calls and estimated cost, call nothing")
+        parser.add_argument("--questions", help="benchmark questions the card's decontamination count checks "
+                            "against (default: dataset.decontamination.against, the bundled sample questions)")
 
     def run_command(self, cfg: DatasetConfig, args: argparse.Namespace) -> int:
         from mentalchat.dataset.build import build_dataset, resolve_transcripts
@@ -71,7 +80,8 @@ same output repeats no call that had finished."""
         vllm = any(cfg.engines[n].backend == "vllm" for n in engines if n)
         if not args.dry_run and ((interview and cfg.interview.executor == "ray") or vllm):
             init_ray()
-        stats = build_dataset(cfg, args.output, transcripts=args.transcripts, dry_run=args.dry_run)
+        stats = build_dataset(cfg, args.output, transcripts=args.transcripts, dry_run=args.dry_run,
+                              benchmark=args.questions)
         if not args.dry_run:
             print(f"{stats['pairs']} pairs, {stats['rejected']} rejected -> {args.output} "
                   f"(qa_pairs.parquet, rejects.parquet, pages.parquet, README.md)")

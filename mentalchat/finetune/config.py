@@ -20,6 +20,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from mentalchat.config import ConfigError, StrictModel
+from mentalchat.core.decontamination import DecontaminationConfig
 
 __all__ = [
     "DATA_CONFIGS",
@@ -224,6 +225,10 @@ class FinetuneConfig(StrictModel):
     )
     experiment_name: str = Field("finetune", pattern=r"^[A-Za-z0-9_.-]+$")
     export: Literal["final", "best"] = Field("final", description="adapter written to <output>/adapters")
+    decontamination: DecontaminationConfig = Field(
+        default_factory=DecontaminationConfig,
+        description="drop training pairs whose input near-duplicates a benchmark question (before splitting)",
+    )
 
     @field_validator("models", mode="before")
     @classmethod

@@ -5,6 +5,11 @@ A data configuration selects rows of the ``qa_pairs`` table by their ``source``:
 so a row held out of ``synthetic`` is also held out of ``combined`` and no configuration evaluates
 on another's training rows.
 
+The dataset is a ``qa_pairs`` Parquet file, a folder holding ``qa_pairs.parquet`` (stage 1's or
+``mentalchat import-dataset``'s output) or part files, or a MentalChat16K-format CSV/JSONL file read
+by :func:`mentalchat.core.released_data.read_released`. Before splitting, pairs whose input
+near-duplicates a benchmark question are dropped (:func:`decontaminate`, ``finetune.decontamination``).
+
 Prompts are rendered by :class:`mentalchat.core.prompt_format.PromptFormatter`, the same class the
 answer stage uses, so training and generation agree.
 """
@@ -12,19 +17,24 @@ answer stage uses, so training and generation agree.
 from __future__ import annotations
 
 import hashlib
+import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from mentalchat.core.decontamination import DecontaminationConfig, scan_pairs
 from mentalchat.core.prompt_format import PromptFormatter
+from mentalchat.core.released_data import RELEASED_SUFFIXES, read_released
 from mentalchat.errors import DataError
-from mentalchat.schemas import read_table
+from mentalchat.schemas import QA_PAIRS, read_table
 
 __all__ = [
     "DataError",
     "Split",
+    "decontaminate",
     "encode_rows",
     "load_qa_pairs",
     "make_splits",
@@ -32,12 +42,66 @@ __all__ = [
     "split_table",
 ]
 
+log = logging.getLogger(__name__)
+
 SOURCES = {"synthetic": ("synthetic",), "interview": ("interview",), "combined": ("synthetic", "interview")}
 
 
 def load_qa_pairs(path: str | Path) -> pa.Table:
-    """Read and validate a ``qa_pairs`` Parquet file or folder (errors name the file)."""
+    """Read and validate the training pairs (errors name the file).
+
+    ``path`` is a ``qa_pairs`` Parquet file; a folder with ``qa_pairs.parquet`` in it (a dataset
+    folder, whose other tables are not training data) or of ``qa_pairs`` part files; or a
+    released-format CSV/JSONL file (or a folder of them), imported on the fly.
+    """
+    path = Path(path)
+    if path.is_dir():
+        if (path / "qa_pairs.parquet").is_file():
+            return read_table(path / "qa_pairs.parquet", "qa_pairs")
+        if not any(path.rglob("*.parquet")) and any(p.suffix.lower() in RELEASED_SUFFIXES for p in path.iterdir()):
+            return _released(path)
+        return read_table(path, "qa_pairs")
+    if path.suffix.lower() in (".csv", ".jsonl"):
+        return _released(path)
     return read_table(path, "qa_pairs")
+
+
+def _released(path: Path) -> pa.Table:
+    data = read_released(path)
+    counts = data.counts()
+    log.info("%s: %d released-format rows → %d pairs (%d empty, %d duplicates, %d blank dropped)", path,
+             counts["rows"], len(data.pairs), counts["empty"], counts["duplicate"], counts["blank"])
+    if not data.pairs:
+        raise DataError(f"{path}: no usable pairs ({counts['rows']} rows)", path=path)
+    return QA_PAIRS.from_rows(data.pairs)
+
+
+def decontaminate(
+    table: pa.Table,
+    cfg: DecontaminationConfig,
+    *,
+    benchmark: str | Path | None = None,
+    source: str = "<dataset>",
+) -> tuple[pa.Table, dict[str, Any] | None]:
+    """Drop (or with ``remove: false`` only report) pairs whose input near-duplicates a benchmark question.
+
+    Returns the table to train on and the report (None when disabled), which the stage logs and
+    writes to ``<output>/decontamination.json``.
+    """
+    if not cfg.enabled:
+        return table, None
+    cols = table.select(["id", "input", "source"]).to_pydict()
+    hits, report = scan_pairs(cols["id"], cols["input"], cols["source"], cfg, benchmark=benchmark)
+    drop = {h.index for h in hits} if cfg.remove else set()
+    report["removed"] = len(drop)
+    report["dataset"] = source
+    log.info("decontamination: %d of %d pairs of %s near-duplicate a question of %s (%s); %s",
+             report["flagged"], report["checked"], source, report["reference"],
+             ", ".join(f"{k} {v}" for k, v in report["flagged_by_source"].items()) or "none",
+             f"removed {len(drop)}" if cfg.remove else "kept (decontamination.remove: false)")
+    if drop:
+        table = table.take([i for i in range(table.num_rows) if i not in drop])
+    return table, report
 
 
 def select_config(table: pa.Table, data_config: str, *, source: str = "<dataset>") -> pa.Table:
@@ -88,9 +152,13 @@ def make_splits(
     eval_fraction: float,
     eval_max_rows: int,
     seed: int,
+    table: pa.Table | None = None,
 ) -> dict[str, Split]:
-    """Validate the dataset and split every requested configuration (all errors before any training)."""
-    table = load_qa_pairs(path)
+    """Validate the dataset and split every requested configuration (all errors before any training).
+
+    ``table``: the pairs already loaded (and decontaminated) from ``path``.
+    """
+    table = load_qa_pairs(path) if table is None else table
     ids = table.column("id")
     if pc.count_distinct(ids).as_py() != table.num_rows:
         raise DataError(f"{path}: column 'id' has duplicate values")

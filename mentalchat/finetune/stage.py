@@ -24,7 +24,11 @@ examples:
   python jobs/finetune.py --config configs/paper.yaml --dataset DIR --output DIR [key=value ...]
   ray job submit --working-dir . -- python jobs/finetune.py --config ... --dataset ... --output ...
 
---dataset is a qa_pairs Parquet file or folder (stage 1's output). Overrides are dotted keys
+--dataset is a qa_pairs Parquet file, a dataset folder (stage 1's or import-dataset's output: its
+qa_pairs.parquet is used) or a MentalChat16K-format CSV/JSONL file (instruction, input, output).
+Pairs whose input near-duplicates a benchmark question are dropped before splitting
+(decontamination.against: benchmark = --questions, else the bundled sample questions; pool; or a
+file) and listed in <output>/decontamination.json. Overrides are dotted keys
 relative to the finetune section (lora.r=16, train.max_steps=100) or the file root. The output
 folder gets adapters/<trial>/, manifest.parquet and Ray's results (unless storage_path points
 elsewhere). Running the same command again resumes an interrupted run."""
@@ -34,7 +38,12 @@ elsewhere). Running the same command again resumes an interrupted run."""
 
     # -- in a pipeline ----------------------------------------------------------------------------
     def input_fingerprints(self, cfg: FinetuneConfig, ctx: StageContext) -> dict[str, Any]:
-        return {"dataset": ctx.upstream_key("dataset", ctx.dataset_file())}
+        from mentalchat.core.decontamination import reference_path
+
+        out = {"dataset": ctx.upstream_key("dataset", ctx.dataset_file())}
+        if cfg.decontamination.enabled:
+            out["decontamination"] = ctx.fingerprint(reference_path(cfg.decontamination, ctx.questions_path()))
+        return out
 
     def needs_ray(self, cfg: FinetuneConfig, ctx: StageContext | None = None) -> bool:
         return True
@@ -45,8 +54,8 @@ elsewhere). Running the same command again resumes an interrupted run."""
         dataset = ctx.dataset_file()
         if dataset is None:
             raise UsageError("finetune: no dataset (run the dataset stage or set pipeline.dataset)")
-        manifest = run_finetune(cfg, dataset, ctx.folder).to_pylist()
-        return {"adapters": len(manifest),
+        manifest = run_finetune(cfg, dataset, ctx.folder, benchmark=ctx.questions_path()).to_pylist()
+        return {"adapters": len(manifest), "decontaminated": _removed(ctx.folder),
                 "trials": {r["trial_id"]: {"steps": r["steps"], "train_loss": r["train_loss"],
                                            "eval_loss": r["eval_loss"]} for r in manifest}}
 
@@ -60,16 +69,32 @@ elsewhere). Running the same command again resumes an interrupted run."""
     def describe(self, facts: dict[str, Any], folder: Path, show: Callable[[Path], str]) -> tuple[str, str]:
         losses = [t.get("train_loss") for t in (facts.get("trials") or {}).values() if t.get("train_loss") is not None]
         loss = f", train loss {min(losses):.3f}-{max(losses):.3f}" if losses else ""
-        return show(folder / "manifest.parquet"), f"{facts.get('adapters', '?')} LoRA adapters in {show(folder / 'adapters')}{loss}"
+        removed = facts.get("decontaminated")
+        decon = f"; {removed} pairs near benchmark questions removed" if removed is not None else ""
+        return show(folder / "manifest.parquet"), (f"{facts.get('adapters', '?')} LoRA adapters in "
+                                                   f"{show(folder / 'adapters')}{loss}{decon}")
 
     # -- on the command line ------------------------------------------------------------------------
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--dataset", required=True, help="qa_pairs Parquet file or folder")
+        parser.add_argument("--dataset", required=True,
+                            help="qa_pairs Parquet file, dataset folder, or MentalChat16K-format CSV/JSONL")
         parser.add_argument("--output", required=True)
+        parser.add_argument("--questions", help="benchmark questions to decontaminate against "
+                            "(decontamination.against: benchmark; default: the bundled sample questions)")
 
     def run_command(self, cfg: FinetuneConfig, args: argparse.Namespace) -> int:
         from mentalchat.finetune.tune import run_finetune
 
-        manifest = run_finetune(cfg, args.dataset, args.output)
-        print(f"{manifest.num_rows} adapters -> {args.output} (manifest.parquet)")
+        manifest = run_finetune(cfg, args.dataset, args.output, benchmark=args.questions)
+        removed = _removed(Path(args.output))
+        note = f"; {removed} training pairs near benchmark questions removed" if removed is not None else ""
+        print(f"{manifest.num_rows} adapters -> {args.output} (manifest.parquet){note}")
         return 0
+
+
+def _removed(folder: Path) -> int | None:
+    """Pairs the run dropped as benchmark near-duplicates (None without decontamination)."""
+    import json
+
+    report = folder / "decontamination.json"
+    return json.loads(report.read_text(encoding="utf-8"))["removed"] if report.is_file() else None

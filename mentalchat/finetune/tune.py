@@ -29,11 +29,11 @@ import pyarrow as pa
 from mentalchat.config import ConfigError
 from mentalchat.errors import MentalchatError
 from mentalchat.finetune.config import FinetuneConfig, TrialSpec
-from mentalchat.finetune.data import Split, make_splits
+from mentalchat.finetune.data import Split, decontaminate, load_qa_pairs, make_splits
 from mentalchat.finetune.models import check_model
 from mentalchat.finetune.recipe import gradient_accumulation
 from mentalchat.finetune.train_loop import ADAPTER_META, PROGRESS_FILE, train_worker, worker_env
-from mentalchat.io import atomic_dir, write_done_marker
+from mentalchat.io import atomic_dir, write_done_marker, write_json_atomic
 from mentalchat.schemas import write_table
 
 __all__ = ["ExperimentPlan", "FinetuneError", "PlannedTrial", "plan_experiment", "run_finetune"]
@@ -83,6 +83,7 @@ class ExperimentPlan:
     name: str
     storage_path: str
     config_hash: str
+    decontamination: dict[str, Any] | None = None
 
     @property
     def train_storage(self) -> str:
@@ -104,8 +105,13 @@ def _absolute_storage(path: str) -> str:
     return str(Path(path).expanduser().resolve())
 
 
-def plan_experiment(cfg: FinetuneConfig, dataset: str | Path, output: str | Path) -> ExperimentPlan:
-    """Validate everything and lay out the trials; raises before any Ray worker exists."""
+def plan_experiment(
+    cfg: FinetuneConfig, dataset: str | Path, output: str | Path, *, benchmark: str | Path | None = None
+) -> ExperimentPlan:
+    """Validate everything and lay out the trials; raises before any Ray worker exists.
+
+    ``benchmark`` is the run's question file, the default reference of ``cfg.decontamination``.
+    """
     if "://" in str(output):
         raise ConfigError(
             f"--output {output}: adapters and the manifest go to a local or shared folder; put Ray's "
@@ -114,8 +120,11 @@ def plan_experiment(cfg: FinetuneConfig, dataset: str | Path, output: str | Path
     dataset = Path(dataset)
     output = Path(output).expanduser().resolve()
     t = cfg.train
+    table, decon = decontaminate(load_qa_pairs(dataset), cfg.decontamination, benchmark=benchmark,
+                                 source=str(dataset))
     splits = make_splits(
-        dataset, list(cfg.data_configs), eval_fraction=t.eval_fraction, eval_max_rows=t.eval_max_rows, seed=t.seed
+        dataset, list(cfg.data_configs), eval_fraction=t.eval_fraction, eval_max_rows=t.eval_max_rows, seed=t.seed,
+        table=table,
     )
     n_train = {name: s.train.num_rows for name, s in splits.items()}
     resolved = {m.label: check_model(m.path) for m in cfg.models}
@@ -142,7 +151,7 @@ def plan_experiment(cfg: FinetuneConfig, dataset: str | Path, output: str | Path
     storage = _absolute_storage(cfg.storage_path or str(output / "ray_results"))
     return ExperimentPlan(
         cfg=cfg, dataset=dataset, output=output, splits=splits, trials=trials, name=name,
-        storage_path=storage, config_hash=chash,
+        storage_path=storage, config_hash=chash, decontamination=decon,
     )
 
 
@@ -358,9 +367,14 @@ def _manifest_row(plan: ExperimentPlan, p: PlannedTrial, m: dict[str, Any], adap
     }
 
 
-def run_finetune(cfg: FinetuneConfig, dataset: str | Path, output: str | Path) -> pa.Table:
-    """Plan, run the Tune experiment, export adapters, write the manifest; returns the manifest."""
-    plan = plan_experiment(cfg, dataset, output)
+def run_finetune(
+    cfg: FinetuneConfig, dataset: str | Path, output: str | Path, *, benchmark: str | Path | None = None
+) -> pa.Table:
+    """Plan, run the Tune experiment, export adapters, write the manifest; returns the manifest.
+
+    With decontamination on, ``<output>/decontamination.json`` lists the pairs dropped (or flagged).
+    """
+    plan = plan_experiment(cfg, dataset, output, benchmark=benchmark)
     log.info("finetune %s: %d trials, storage %s", plan.name, len(plan.trials), plan.storage_path)
     _ensure_ray()
     results = _run_tuner(plan)
@@ -400,8 +414,15 @@ def run_finetune(cfg: FinetuneConfig, dataset: str | Path, output: str | Path) -
 
     table = get_table("manifest").from_rows(rows)
     write_table(table, plan.output / "manifest.parquet", "manifest")
+    decon = plan.decontamination
+    if decon is not None:
+        write_json_atomic(plan.output / "decontamination.json", decon)
+    else:  # a report left by an earlier run with decontamination on would now be wrong
+        (plan.output / "decontamination.json").unlink(missing_ok=True)
     write_done_marker(
-        plan.output, stage="finetune", config_hash=plan.config_hash, experiment=plan.name, trials=len(rows)
+        plan.output, stage="finetune", config_hash=plan.config_hash, experiment=plan.name, trials=len(rows),
+        decontamination=None if decon is None else {"flagged": decon["flagged"], "removed": decon["removed"],
+                                                    "reference": decon["reference"]},
     )
     return table
 

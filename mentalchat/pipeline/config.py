@@ -8,24 +8,19 @@ how the driver joins Ray. Overrides are dotted paths from the file's root
 
 from __future__ import annotations
 
-from importlib import resources
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, field_validator
 
 from mentalchat.config import ConfigError, StrictModel
+from mentalchat.core.questions import bundled_questions
 
 __all__ = ["STAGES", "PipelineConfig", "RayOptions", "StageDirs", "StageName", "bundled_questions"]
 
 #: The stages a pipeline may run, in order (the registry's built-in stages; a test keeps them equal).
 StageName = Literal["dataset", "finetune", "generate", "judge", "stats"]
 STAGES: tuple[StageName, ...] = ("dataset", "finetune", "generate", "judge", "stats")
-
-
-def bundled_questions() -> Path:
-    """Ten counselling questions written for the project (FastChat format): quickstart and smoke input."""
-    return Path(str(resources.files("mentalchat") / "data" / "samples" / "questions.jsonl"))
 
 
 class StageDirs(StrictModel):

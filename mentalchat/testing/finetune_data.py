@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import csv
 import hashlib
 from pathlib import Path
 
 from mentalchat.schemas import get_table, write_table
 
 INSTRUCTION = "You are a caring counsellor. Answer the client kindly and briefly."
+
+#: A long paragraph in the style the released MentalChat16K CSVs repeat on every row (our own words).
+RELEASED_INSTRUCTION = (
+    "You are a counselling assistant who listens before speaking. The person writing to you may be "
+    "anxious, grieving, lonely, overwhelmed at work or worried about someone they love. Take in the "
+    "whole message, name the feelings you notice without labelling the person, and answer in a calm "
+    "and respectful voice. Offer two or three practical steps that fit their situation, keep medical "
+    "claims out of it, and remind them gently that talking to people they trust can help."
+)
 
 _WORRIES = [
     "I can't sleep before exams and my heart races at night",
@@ -60,3 +70,15 @@ def qa_rows(n_synthetic: int = 36, n_interview: int = 24) -> list[dict]:
 
 def write_qa_pairs(path: Path, **kw: int) -> Path:
     return write_table(get_table("qa_pairs").from_rows(qa_rows(**kw)), path, "qa_pairs")
+
+
+def write_released_csv(path: Path, *, n: int = 24, extra: list[tuple[str, str]] = ()) -> Path:
+    """A CSV in the released layout (``instruction,input,output``; the long instruction on every row;
+    answers spanning lines in quoted fields), from :func:`qa_rows`' texts plus ``extra`` pairs."""
+    pairs = [(r["input"], r["output"].replace(". ", ".\n", 1)) for r in qa_rows(n_synthetic=n, n_interview=0)]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["instruction", "input", "output"])
+        writer.writerows([RELEASED_INSTRUCTION, i, o] for i, o in [*pairs, *extra])
+    return path

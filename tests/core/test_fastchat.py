@@ -159,6 +159,49 @@ def test_bad_answer_and_question_lines(tmp_path: Path) -> None:
         read_fastchat_dir(tmp_path / "empty")
 
 
+def _with_repeats(fastchat_dir: Path) -> Path:
+    """Append a rerun's judgments to the folder: question 1 of both models again (other scores), in a
+    second file, and question 2 of one model repeated inside the first file."""
+    jdir = fastchat_dir / "model_judgment_openai"
+    judge = ["gpt-4-1106-preview", "single-mental-v1"]
+    again = [{"question_id": 1, "model": m, "judge": judge, "judgment": _judgment_text([2] * 7, 2), "turn": 1}
+             for m in ("zephyr-7b-alpha", "zephyr-7b-gpt-1025")]
+    _jsonl(jdir / "gpt-4-1106-preview_single_rerun.jsonl", again)
+    first = jdir / "gpt-4-1106-preview_single.jsonl"
+    first.write_text(first.read_text() + json.dumps({"question_id": 2, "model": "zephyr-7b-alpha", "judge": judge,
+                                                     "judgment": _judgment_text([3] * 7, 3), "turn": 1}) + "\n")
+    return fastchat_dir
+
+
+def test_repeated_judgments_are_listed_or_resolved(fastchat_dir: Path) -> None:
+    root = _with_repeats(fastchat_dir)
+    jdir = root / "model_judgment_openai"
+    with pytest.raises(FastChatFormatError) as err:
+        read_model_judgments(jdir)
+    msg = str(err.value)
+    assert msg.startswith(f"{jdir / 'gpt-4-1106-preview_single.jsonl'}:6: second judgment of question 2 for model "
+                          "'zephyr-7b-alpha'")
+    assert "3 repeated judgment(s) in all" in msg and "--on-duplicate" in msg
+    assert f"{jdir / 'gpt-4-1106-preview_single_rerun.jsonl'}:2: question 1, model 'zephyr-7b-gpt-1025'" in msg
+    assert err.value.line == 6 and err.value.path.endswith("gpt-4-1106-preview_single.jsonl")
+
+    def overall(table: pa.Table, model: str, qid: str) -> list[float]:
+        df = table.to_pandas()
+        return sorted(set(df[(df.model == model) & (df.question_id == qid)]["overall"]))
+
+    dropped: list = []
+    first = read_model_judgments(jdir, on_duplicate="first", duplicates=dropped)
+    assert first.num_rows == 35 and len(dropped) == 3  # 5 judgments x 7 metrics, as without the rerun
+    assert overall(first, "zephyr-7b-alpha", "1") == [7] and overall(first, "zephyr-7b-alpha", "2") == [7]
+    last = read_model_judgments(jdir, on_duplicate="last")
+    assert last.num_rows == 35
+    assert overall(last, "zephyr-7b-alpha", "1") == [2] and overall(last, "zephyr-7b-alpha", "2") == [3]
+    data = read_fastchat_dir(root, on_duplicate="last")
+    assert len(data.duplicates) == 3 and data.judgments.num_rows == 35
+    with pytest.raises(FastChatFormatError, match="on_duplicate 'newest'"):
+        read_model_judgments(jdir, on_duplicate="newest")
+
+
 def test_read_fastchat_dir(fastchat_dir: Path) -> None:
     data = read_fastchat_dir(fastchat_dir, paper_model_map())
     assert len(data.questions) == 2
@@ -166,6 +209,18 @@ def test_read_fastchat_dir(fastchat_dir: Path) -> None:
     assert data.judgments.column("raw_text").null_count == 35  # keep_text=False by default
     assert isinstance(data.answers, pa.Table)
     assert data.answers.schema.equals(ANSWERS.schema.with_metadata(ANSWERS.metadata))
+
+
+@pytest.mark.shared
+@pytest.mark.parametrize("policy", ["error", "first", "last"])
+def test_the_authors_judgment_folders_under_each_duplicate_policy(shared_data: Path, policy: str) -> None:
+    """This copy of the authors' folders holds no repeated (question, model, judge): every policy reads
+    all 2 x 31 x 200 judgments and drops none (a copy that does repeat fails ``error`` and is counted here)."""
+    dropped: list = []
+    dirs = sorted((shared_data / "fastchat").glob("model_judgment*"))
+    table = read_model_judgments(dirs, keep_text=False, on_duplicate=policy, duplicates=dropped)
+    assert table.num_rows + 7 * len(dropped) >= 2 * 31 * 200 * 7
+    assert table.num_rows == 2 * 31 * 200 * 7 and dropped == []
 
 
 @pytest.mark.shared
@@ -179,6 +234,21 @@ def test_reads_the_authors_folder(shared_data: Path) -> None:
     assert df["score"].notna().mean() > 0.99
     qs = read_questions(shared_data / "eval" / "question.jsonl")
     assert len(qs) == 200
+
+
+def test_import_cli_on_duplicate(fastchat_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from mentalchat.cli import main
+    from mentalchat.schemas import read_table
+
+    root = _with_repeats(fastchat_dir)
+    assert main(["fastchat", "import", "--fastchat", str(root), "--output", str(tmp_path / "a")]) == 2
+    err = capsys.readouterr().err
+    assert "second judgment of question 2" in err and "3 repeated judgment(s)" in err
+    assert not (tmp_path / "a").exists()
+    assert main(["fastchat", "import", "--fastchat", str(root), "--output", str(tmp_path / "b"),
+                 "--on-duplicate", "last"]) == 0
+    assert "dropped 3 repeated judgments of the same (question, model, judge), kept the last" in capsys.readouterr().err
+    assert read_table(tmp_path / "b" / "judgments.parquet", "judgments").num_rows == 35
 
 
 def test_convert_cli_both_ways(fastchat_dir: Path, tmp_path: Path) -> None:

@@ -101,6 +101,39 @@ def test_synthetic_build_filters_and_topics(tmp_path: Path) -> None:
         assert len(srv.requests) == n and stats2["synthetic"]["calls"]["step2_new_calls"] == 0
 
 
+PLANTED = ("My flatmate plays loud music until three every night and I have started to dread going home; "
+           "when I ask him to stop he laughs, and now I lie awake angry and exhausted before every early shift.")
+
+
+def _planting_responder(messages: list[dict], params: dict) -> str:
+    """The usual answers; step 1 returns the planted message and distinct fixed ones."""
+    if params.get("json_schema") is None:
+        return responder(messages, params)
+    topics = re.findall(r"^\d+\. (.+)$", messages[-1]["content"], re.MULTILINE)
+    k = next(_COUNTER)
+    msgs = [PLANTED if k == 0 and i == 0 else
+            f"Call {k} slot {i}: {' '.join(VOCAB[(k * 7 + i * 3 + j) % len(VOCAB)] for j in range(3))} keep "
+            f"me worried. {FILLER}" for i in range(len(topics))]
+    return json.dumps({"messages": [{"topic": t, "message": m} for t, m in zip(topics, msgs, strict=True)]})
+
+
+def test_card_counts_pairs_that_copy_a_benchmark_question(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys.modules[__name__], "_COUNTER", itertools.count())
+    questions = tmp_path / "question.jsonl"
+    questions.write_text(json.dumps({"question_id": 1, "category": "c", "turns": [PLANTED]}) + "\n", encoding="utf-8")
+    with FaultServer(responder=_planting_responder) as srv:
+        cfg = _cfg(srv, tmp_path, topics={"Anxiety": 1.0}, n_messages=6, dedup_threshold=0.95)
+        stats = build_dataset(cfg, tmp_path / "ds", echo=lambda m: None, benchmark=questions)
+    qa = pq.read_table(tmp_path / "ds/qa_pairs.parquet").to_pandas()
+    assert PLANTED in set(qa.input) and len(qa) >= 2
+    dec = stats["decontamination"]
+    assert dec["flagged"] == 1 and dec["flagged_by_source"] == {"synthetic": 1} and dec["reference"] == str(questions)
+    report = json.loads((tmp_path / "ds/decontamination.json").read_text())
+    assert report["pairs"][0]["id"] == qa.id[qa.input == PLANTED].item() and report["pairs"][0]["question_id"] == "1"
+    card = (tmp_path / "ds/README.md").read_text()
+    assert "## Benchmark overlap (decontamination)" in card and "flagged: **1** (synthetic 1)" in card
+
+
 def test_crisis_audit_counts_answers_without_escalation(tmp_path: Path) -> None:
     with FaultServer(responder=responder) as srv:
         cfg = _cfg(srv, tmp_path, topics={"Self-harm": 1.0}, min_answer_words=1)
