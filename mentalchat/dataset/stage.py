@@ -61,6 +61,11 @@ same output repeats no call that had finished."""
         parser.add_argument("--transcripts", help="folder of transcripts (.txt, .jsonl, .docx)")
         parser.add_argument("--output", required=True)
         parser.add_argument("--dry-run", action="store_true", help="print calls and estimated cost, call nothing")
+        check = parser.add_mutually_exclusive_group()
+        check.add_argument("--preflight", dest="preflight", action="store_const", const="always",
+                           help="synthetic path: one check call before the sweep, whatever it costs "
+                                "(default: only above dataset.synthetic.preflight_min_cost_usd)")
+        check.add_argument("--no-preflight", dest="preflight", action="store_const", const="never")
 
     def run_command(self, cfg: DatasetConfig, args: argparse.Namespace) -> int:
         from mentalchat.dataset.build import build_dataset, resolve_transcripts
@@ -71,6 +76,8 @@ same output repeats no call that had finished."""
         vllm = any(cfg.engines[n].backend == "vllm" for n in engines if n)
         if not args.dry_run and ((interview and cfg.interview.executor == "ray") or vllm):
             init_ray()
+        if getattr(args, "preflight", None):
+            cfg = cfg.model_copy(update={"synthetic": cfg.synthetic.model_copy(update={"preflight": args.preflight})})
         stats = build_dataset(cfg, args.output, transcripts=args.transcripts, dry_run=args.dry_run)
         if not args.dry_run:
             print(f"{stats['pairs']} pairs, {stats['rejected']} rejected -> {args.output} "

@@ -18,6 +18,7 @@ import contextlib
 import os
 
 from mentalchat.testing.fault_server.faults import _parse_fault_rates
+from mentalchat.testing.fault_server.provider_rules import ProviderRules
 from mentalchat.testing.fault_server.server import FaultServer
 
 
@@ -38,6 +39,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--default-fault", default=None, help="fault for every call, e.g. 500")
     ap.add_argument("--api-key-env", default=None, help="require the key held by this env variable")
     ap.add_argument("--models", default=None, help="comma-separated model names to accept")
+    ap.add_argument("--real-rules", action="store_true",
+                    help="refuse what the real APIs refuse (capability errors, real key-error bodies)")
+    ap.add_argument("--retired", action="store_true", help="with --real-rules: 404 for models the providers shut down")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
 
@@ -54,6 +58,7 @@ def main(argv: list[str] | None = None) -> None:
         fault_rates=_parse_fault_rates(args.fault),
         api_key=api_key,
         models=args.models.split(",") if args.models else None,
+        rules=ProviderRules(retirements=args.retired) if args.real_rules else None,
         seed=args.seed,
     )
 

@@ -40,6 +40,7 @@ except ImportError as exc:  # aiohttp is a test/benchmark dependency, not a runt
 from mentalchat.engine.token_bucket import TokenBucket
 from mentalchat.testing.fault_server import gemini_protocol, openai_protocol
 from mentalchat.testing.fault_server.faults import Fault, _fmt_seconds
+from mentalchat.testing.fault_server.provider_rules import ProviderRules, bad_key_error, quota_error
 from mentalchat.testing.fault_server.records import _SECRET_HEADERS, RequestRecord, _messages_of
 from mentalchat.testing.fault_server.schema_fill import Responder, _count_tokens, default_responder
 
@@ -62,6 +63,8 @@ class FaultServer:
             clients scrub it.
         models: model names listed by ``GET /v1/models`` and accepted (None: any model).
         refusal_text: the text of a refusal fault.
+        rules: refuse what the real APIs refuse (capability errors, retired models, real key-error
+            bodies; :class:`~.provider_rules.ProviderRules`); None accepts any request.
         seed: seeds jitter and random faults.
     """
 
@@ -82,6 +85,7 @@ class FaultServer:
         api_key: str | None = None,
         models: Sequence[str] | None = None,
         refusal_text: str = "I can't help with that request.",
+        rules: ProviderRules | None = None,
         seed: int = 0,
     ) -> None:
         if rpm is not None and rps is not None:
@@ -99,6 +103,7 @@ class FaultServer:
         self.api_key = api_key
         self.models = list(models) if models is not None else None
         self.refusal_text = refusal_text
+        self.rules = rules
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
         self._records: list[RequestRecord] = []
@@ -381,6 +386,9 @@ class FaultServer:
             sent = self._sent_key(request)
             if sent != self.api_key:
                 rec.fault = "unauthorized"
+                if self.rules is not None and self.rules.real_key_errors:
+                    status, err_body = bad_key_error(protocol, sent)
+                    return web.json_response(err_body, status=status), status
                 msg = f"Incorrect API key provided: {sent}" if sent else "No API key provided"
                 return self._error(protocol, 401, msg, None), 401
         if not isinstance(body, dict):
@@ -389,6 +397,12 @@ class FaultServer:
         if self.models is not None and model not in self.models:
             rec.fault = "not_found"
             return self._error(protocol, 404, f"model {model!r} does not exist", None), 404
+        if self.rules is not None:
+            refusal = self.rules.check(protocol, model, body)
+            if refusal is not None:
+                status, err_body = refusal
+                rec.fault = "capability" if status == 400 else "retired"
+                return web.json_response(err_body, status=status), status
         if self._bucket is not None:
             with self._lock:
                 wait = self._bucket.try_take()
@@ -407,6 +421,9 @@ class FaultServer:
         if delay > 0:
             await asyncio.sleep(delay)
 
+        if fault.kind == "quota":
+            status, err_body = quota_error(protocol, model)
+            return web.json_response(err_body, status=status), status
         if fault.kind == "rate_limit":
             ra = fault.retry_after_s if fault.retry_after_s is not None else 1.0
             rec.retry_after_s = ra
