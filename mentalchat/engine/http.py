@@ -314,7 +314,8 @@ class HTTPEngine(Engine):
             before, after = getattr(self.initial_shape, name), getattr(shape, name)
             if before != after:
                 label = {"structured": "response_format", "max_tokens_param": "max_tokens"}.get(name, name)
-                out.append(str(Downgrade(label, str(before), str(after))))
+                words = {True: "sent", False: "not sent"}
+                out.append(str(Downgrade(label, words.get(before, str(before)), words.get(after, str(after)))))
         return out
 
     async def _attempt(

@@ -74,6 +74,9 @@ PRICES: dict[str, Price] = {
     "gemini-2.5-flash-lite": (0.10, 0.40),
     "gemini-2.5-flash": (0.30, 2.50),
     "gemini-2.5-pro": (1.25, 10.00),
+    # the current profile's Gemini judge; list price from 2027-01-01 (half that as a promotion in Dec 2026):
+    # a budget then errs on the safe side
+    "gemini-3.8-flash": (1.50, 7.50),
 }
 
 _LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", "0.0.0.0"}
