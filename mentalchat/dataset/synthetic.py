@@ -189,6 +189,7 @@ class CallLog:
         with self.path.open("a", encoding="utf-8") as fh:
             for key, res in pairs:
                 fh.write(json.dumps({"key": key, "result": res.model_dump(mode="json")}) + "\n")
+                self.done[key] = res
             fh.flush()
             os.fsync(fh.fileno())
 
