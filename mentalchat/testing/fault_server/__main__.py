@@ -35,6 +35,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--rpm", type=float, default=None, help="rate limit, requests per minute")
     ap.add_argument("--rps", type=float, default=None, help="rate limit, requests per second")
     ap.add_argument("--burst", type=float, default=None, help="rate-limit bucket size (requests)")
+    ap.add_argument("--tpm", type=float, default=None, help="tokens-per-minute limit (prompt chars/4 + max_tokens)")
+    ap.add_argument("--latency-sigma", type=float, default=0.0, help="lognormal latency: sigma (latency-ms is the median)")
     ap.add_argument("--fault", action="append", default=[], metavar="KIND=P", help="random fault, e.g. 503=0.05, timeout=0.01")
     ap.add_argument("--default-fault", default=None, help="fault for every call, e.g. 500")
     ap.add_argument("--api-key-env", default=None, help="require the key held by this env variable")
@@ -51,6 +53,8 @@ def main(argv: list[str] | None = None) -> None:
         port=args.port,
         latency_s=args.latency_ms / 1000,
         jitter_s=args.jitter_ms / 1000,
+        latency_sigma=args.latency_sigma,
+        tpm=args.tpm,
         rpm=args.rpm,
         rps=args.rps,
         burst=args.burst,
