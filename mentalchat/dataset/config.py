@@ -132,6 +132,10 @@ class SyntheticConfig(StrictModel):
     answer_max_tokens: int | None = Field(None, ge=16)
     drop_truncated: bool = Field(True, description="reject answers cut off by the max_tokens limit")
     chunk_size: int = Field(32, ge=1, description="API calls per checkpointed chunk (local engines: one chunk)")
+    preflight: Literal["auto", "always", "never"] = Field(
+        "auto", description="one check call before the sweep; auto: when it is estimated to cost >= preflight_min_cost_usd"
+    )
+    preflight_min_cost_usd: float = Field(1.0, ge=0)
     work_dir: str | None = Field(
         None, description="checkpoints of finished calls; default: a hidden folder beside --output"
     )

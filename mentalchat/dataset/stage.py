@@ -70,6 +70,11 @@ a benchmark question (--questions; dataset.decontamination), which fine-tuning t
         parser.add_argument("--dry-run", action="store_true", help="print calls and estimated cost, call nothing")
         parser.add_argument("--questions", help="benchmark questions the card's decontamination count checks "
                             "against (default: dataset.decontamination.against, the bundled sample questions)")
+        check = parser.add_mutually_exclusive_group()
+        check.add_argument("--preflight", dest="preflight", action="store_const", const="always",
+                           help="synthetic path: one check call before the sweep, whatever it costs "
+                                "(default: only above dataset.synthetic.preflight_min_cost_usd)")
+        check.add_argument("--no-preflight", dest="preflight", action="store_const", const="never")
 
     def run_command(self, cfg: DatasetConfig, args: argparse.Namespace) -> int:
         from mentalchat.dataset.build import build_dataset, resolve_transcripts
@@ -80,6 +85,8 @@ a benchmark question (--questions; dataset.decontamination), which fine-tuning t
         vllm = any(cfg.engines[n].backend == "vllm" for n in engines if n)
         if not args.dry_run and ((interview and cfg.interview.executor == "ray") or vllm):
             init_ray()
+        if getattr(args, "preflight", None):
+            cfg = cfg.model_copy(update={"synthetic": cfg.synthetic.model_copy(update={"preflight": args.preflight})})
         stats = build_dataset(cfg, args.output, transcripts=args.transcripts, dry_run=args.dry_run,
                               benchmark=args.questions)
         if not args.dry_run:

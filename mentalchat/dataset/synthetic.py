@@ -29,6 +29,7 @@ import yaml
 
 from mentalchat.config import ConfigError
 from mentalchat.engine.config import EngineConfig
+from mentalchat.engine.preflight import PreflightCheck, PreflightMode, run_preflight, should_preflight
 from mentalchat.engine.types import ChatMessage, ChatRequest, ChatResult, SamplingConfig, request_key
 
 __all__ = [
@@ -188,6 +189,7 @@ class CallLog:
         with self.path.open("a", encoding="utf-8") as fh:
             for key, res in pairs:
                 fh.write(json.dumps({"key": key, "result": res.model_dump(mode="json")}) + "\n")
+                self.done[key] = res
             fh.flush()
             os.fsync(fh.fileno())
 
@@ -293,6 +295,7 @@ def run_synthetic(
     work_dir: Path,
     *,
     runner: Callable[[list[ChatRequest], EngineConfig], list[ChatResult]] | None = None,
+    preflight: PreflightMode | None = None,
 ) -> SyntheticOutput:
     """Both steps with checkpoints under ``work_dir``; returns pair rows and reject rows."""
     from mentalchat.dataset.dedup import near_duplicates
@@ -312,8 +315,16 @@ def run_synthetic(
         out.rejects.append({"source": "synthetic", "filter": flt, "reason": reason, "topic": topic,
                             "page_ref": None, "input": inp, "output": outp})
 
-    # Step 1: patient messages.
+    # Step 1: patient messages (after one check call, when the sweep is worth checking).
     reqs1 = _message_requests(slots, scfg, ecfg, use_json)
+    mode = preflight or scfg.preflight
+    if reqs1 and ecfg.is_http and should_preflight(mode, estimate(scfg, ecfg)["est_cost_usd_typical"],
+                                                   scfg.preflight_min_cost_usd):
+        first = reqs1[0]
+        check = PreflightCheck(scfg.engine or ecfg.label, ecfg, first, lambda text: bool(parse_messages(text)),
+                               label="patient messages")
+        (res,) = run_preflight([check], section="dataset.engines", echo=lambda m: log.info("%s", m))
+        calllog.add([(_key(ecfg, first), res)])
     res1, new1 = run_logged(reqs1, ecfg, calllog, chunk_size=chunk, runner=runner)
     messages: list[tuple[str, str]] = []  # (topic, message)
     for req, res in zip(reqs1, res1, strict=True):

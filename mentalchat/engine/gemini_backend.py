@@ -4,10 +4,12 @@ The SDK's own retries are switched off (``HttpRetryOptions(attempts=1)``, which 
 implicit retry of aiohttp connection errors that would otherwise sleep 1-10 s); the shared loop in
 :mod:`mentalchat.engine.http` retries instead. ``base_url`` comes from the config or
 ``GOOGLE_GEMINI_BASE_URL``. A system message becomes ``system_instruction``; assistant turns become
-``model`` turns. Structured output: ``response_mime_type="application/json"`` plus
-``response_json_schema`` (a plain JSON Schema; Gemini 2.x and later) or, for Gemini 1.5 models,
-``response_schema`` (Google's OpenAPI subset). Gemini 1.0 (``gemini-pro``) supports neither, so only
-the prompt asks for JSON there. Finish reasons map to ``stop``, ``length`` (MAX_TOKENS) and
+``model`` turns. Structured output follows the engine's
+:class:`~mentalchat.engine.capabilities.RequestShape`: ``response_mime_type="application/json"``
+plus ``response_json_schema`` (a plain JSON Schema; Gemini 2.x and later) or, for Gemini 1.5,
+``response_schema`` (Google's OpenAPI subset); JSON mode alone with the schema in the prompt; or, for
+Gemini 1.0 (``gemini-pro``, which has no JSON mode), only the prompt. A 400 refusing JSON mode or a
+schema field is classified as ``CallError(unsupported="response_format")``. Finish reasons map to ``stop``, ``length`` (MAX_TOKENS) and
 ``content_filter`` (SAFETY, RECITATION, BLOCKLIST, ...; reported as a refusal when no text came).
 """
 
@@ -22,6 +24,7 @@ from google.genai import errors as genai_errors
 from google.genai import types
 
 from mentalchat.engine.base import register_backend
+from mentalchat.engine.capabilities import RequestShape, capabilities_for, shape_messages
 from mentalchat.engine.http import HTTPEngine, RawResponse
 from mentalchat.engine.retry import CallError, parse_retry_after, status_error
 from mentalchat.engine.types import ChatRequest, SamplingConfig
@@ -39,41 +42,52 @@ _BLOCKED = {
     "IMAGE_PROHIBITED_CONTENT",
     "LANGUAGE",
 }
-_NO_SCHEMA = re.compile(r"^(models/)?gemini-(pro|1\.0)")
-_OPENAPI_SCHEMA = re.compile(r"^(models/)?gemini-1\.5")
+_REFUSED_SCHEMA = re.compile(
+    r"json mode is not enabled|response_?(mime_?type|json_?schema|schema)|responseJsonSchema|responseSchema|responseMimeType",
+    re.IGNORECASE,
+)
 
 
-def gemini_contents(request: ChatRequest) -> tuple[str | None, list[types.Content]]:
-    """(system instruction, contents) for one request."""
-    system = [m.content for m in request.messages if m.role == "system"]
+def gemini_contents(request: ChatRequest, shape: RequestShape | None = None) -> tuple[str | None, list[types.Content]]:
+    """(system instruction, contents) for one request, with the messages as ``shape`` sends them."""
+    messages = shape_messages(request, shape) if shape is not None else list(request.messages)
+    system = [m.content for m in messages if m.role == "system"]
     contents = [
         types.Content(role="model" if m.role == "assistant" else "user", parts=[types.Part(text=m.content)])
-        for m in request.messages
+        for m in messages
         if m.role != "system"
     ]
     return ("\n\n".join(system) if system else None), contents
 
 
-def gemini_config(model: str, request: ChatRequest, sampling: SamplingConfig, system: str | None) -> types.GenerateContentConfig:
-    """The ``GenerateContentConfig`` for one request."""
+def gemini_config(
+    model: str,
+    request: ChatRequest,
+    sampling: SamplingConfig,
+    system: str | None,
+    shape: RequestShape | None = None,
+) -> types.GenerateContentConfig:
+    """The ``GenerateContentConfig`` for one request under ``shape`` (default: the table's for ``model``)."""
+    shape = shape or capabilities_for("gemini", model)
     kw: dict[str, Any] = {
-        "temperature": sampling.temperature,
-        "top_p": sampling.top_p,
         "max_output_tokens": sampling.max_tokens,
         # No tools are passed; disabling automatic function calling also silences a log line per call.
         "automatic_function_calling": types.AutomaticFunctionCallingConfig(disable=True),
     }
+    if shape.temperature:
+        kw["temperature"] = sampling.temperature
+        kw["top_p"] = sampling.top_p
     if system:
         kw["system_instruction"] = system
-    if sampling.seed is not None:
+    if sampling.seed is not None and shape.seed:
         kw["seed"] = sampling.seed
     if sampling.stop:
         kw["stop_sequences"] = sampling.stop
-    if request.json_schema is not None and not _NO_SCHEMA.match(model):
+    if request.json_schema is not None and shape.structured != "text":
         kw["response_mime_type"] = "application/json"
-        if _OPENAPI_SCHEMA.match(model):
+        if shape.structured == "openapi_schema":
             kw["response_schema"] = request.json_schema
-        else:
+        elif shape.structured == "json_schema":
             kw["response_json_schema"] = request.json_schema
     return types.GenerateContentConfig(**kw)
 
@@ -108,9 +122,11 @@ class GeminiEngine(HTTPEngine):
     async def _close_client(self, client: genai.Client) -> None:
         await client.aio.aclose()
 
-    async def _call(self, client: genai.Client, request: ChatRequest, sampling: SamplingConfig) -> RawResponse:
-        system, contents = gemini_contents(request)
-        config = gemini_config(self.cfg.model, request, sampling, system)
+    async def _call(
+        self, client: genai.Client, request: ChatRequest, sampling: SamplingConfig, shape: RequestShape
+    ) -> RawResponse:
+        system, contents = gemini_contents(request, shape)
+        config = gemini_config(self.cfg.model, request, sampling, system, shape)
         resp = await client.aio.models.generate_content(model=self.cfg.model, contents=contents, config=config)
         usage = resp.usage_metadata
         t_in = usage.prompt_token_count if usage is not None else None
@@ -142,13 +158,29 @@ class GeminiEngine(HTTPEngine):
                 retry_after = _retry_delay_from_details(exc.details)
             message = self.scrub(exc.message or exc.status or "error")
             if status:
-                return status_error(status, message, retry_after)
+                out = status_error(status, message, retry_after)
+                if status == 400 and _REFUSED_SCHEMA.search(exc.message or ""):
+                    out.unsupported = "response_format"
+                if status == 429 and _daily_quota(exc.details):
+                    out.retryable = False  # a per-day quota: waiting minutes will not help
+                return out
             return CallError(message, kind="other", retryable=False)
         if isinstance(exc, json.JSONDecodeError):
             return CallError("unreadable response body (JSONDecodeError)", retryable=True)
         if _is_connection_error(exc):
             return CallError(f"connection error ({type(exc).__name__})", kind="connection", retryable=True)
         return CallError(self.scrub(f"{type(exc).__name__}: {exc}"), kind="other", retryable=False)
+
+
+def _daily_quota(details: Any) -> bool:
+    """A 429 whose ``QuotaFailure`` names a per-day quota (or no RetryInfo at all with one)."""
+    err = details.get("error", details) if isinstance(details, dict) else None
+    for item in (err or {}).get("details", []) if isinstance(err, dict) else []:
+        if isinstance(item, dict) and str(item.get("@type", "")).endswith("QuotaFailure"):
+            for v in item.get("violations") or []:
+                if "perday" in str(v.get("quotaId", "")).lower():
+                    return True
+    return False
 
 
 def _is_connection_error(exc: BaseException) -> bool:

@@ -39,10 +39,11 @@ from mentalchat.config import ConfigError
 from mentalchat.engine.base import Engine
 from mentalchat.engine.budget import BUDGET_ERROR, BudgetGuard, ClusterBudget
 from mentalchat.engine.cache import CachedResponse, ResponseCache
+from mentalchat.engine.capabilities import Downgrade, RequestShape, capabilities_for, retirement_for
 from mentalchat.engine.config import EngineConfig
 from mentalchat.engine.limiter import AsyncLimiter, ClusterLimiter, get_limiter, limiter_name
 from mentalchat.engine.loop import run_on_loop, run_sync
-from mentalchat.engine.pricing import call_cost, estimate_tokens, is_local_url, resolve_price
+from mentalchat.engine.pricing import call_cost, estimate_tokens, is_local_url, price_is_known, resolve_price
 from mentalchat.engine.retry import CallError, RetryPolicy
 from mentalchat.engine.types import ChatRequest, ChatResult, ErrorKind, SamplingConfig, request_key
 from mentalchat.secrets import Scrubber
@@ -102,6 +103,19 @@ class HTTPEngine(Engine):
         self.__key = key
         self._scrubber = Scrubber([key] if key != PLACEHOLDER_KEY else [])
         self.price = resolve_price(cfg, self.base_url)
+        if (budget is not None or cfg.http.budget_usd is not None) and not price_is_known(cfg, self.base_url):
+            raise ConfigError(
+                f"engine {cfg.label!r} ({cfg.backend}, model {cfg.model!r}): no price is known for this model and a "
+                "budget is set, so the cap could never stop it; give the price in the engine config "
+                "(price_in_per_mtok and price_out_per_mtok, USD per 1M tokens), or remove the budget"
+            )
+        #: what requests carry now; starts from the capability table, weakened when the provider refuses
+        self.initial_shape: RequestShape = capabilities_for(self.provider, cfg.model, cfg.capabilities)
+        self.shape: RequestShape = self.initial_shape
+        self.downgrades: list[Downgrade] = []
+        self.retirement = retirement_for(self.provider, cfg.model) if not is_local_url(self.base_url) else None
+        if self.retirement is not None:
+            log.warning("engine %r: %s; calls will fail unless the endpoint still serves it", cfg.label, self.retirement.describe())
         self.cache = ResponseCache(cfg.cache_dir) if cfg.cache_dir else None
         self._retry = RetryPolicy(cfg.http)
         self._budget = budget
@@ -119,7 +133,7 @@ class HTTPEngine(Engine):
     def _make_client(self) -> Any:
         raise NotImplementedError
 
-    async def _call(self, client: Any, request: ChatRequest, sampling: SamplingConfig) -> RawResponse:
+    async def _call(self, client: Any, request: ChatRequest, sampling: SamplingConfig, shape: RequestShape) -> RawResponse:
         raise NotImplementedError
 
     def _classify(self, exc: BaseException) -> CallError:
@@ -272,11 +286,45 @@ class HTTPEngine(Engine):
         finally:
             await self._budget.settle(res.reserved, res.actual)
 
-    async def _attempt(self, request: ChatRequest, sampling: SamplingConfig) -> tuple[RawResponse | None, CallError | None]:
+    def _adapt(self, err: CallError, sent: RequestShape) -> bool:
+        """After a refused parameter: weaken the engine's shape once for the run; True to call again.
+
+        Calls in flight with the old shape fail the same way; they find the shape already changed
+        and simply go again with it.
+        """
+        if err.unsupported is None:
+            return False
+        if self.shape != sent:
+            return True
+        step = self.shape.downgrade(err.unsupported)
+        if step is None:
+            return False
+        self.shape, change = step
+        self.downgrades.append(change)
+        log.warning(
+            "engine %r (%s): the provider refused %s for model %r (%s); sending %s from now on in this run",
+            self.cfg.label, self.provider, change.param, self.cfg.model, self.scrub(err.message), change,
+        )
+        return True
+
+    def _adaptations(self, shape: RequestShape) -> list[str]:
+        """How ``shape`` differs from where this engine started (for the result and the run summary)."""
+        out = []
+        for name in ("structured", "max_tokens_param", "temperature", "seed", "system_role"):
+            before, after = getattr(self.initial_shape, name), getattr(shape, name)
+            if before != after:
+                label = {"structured": "response_format", "max_tokens_param": "max_tokens"}.get(name, name)
+                words = {True: "sent", False: "not sent"}
+                out.append(str(Downgrade(label, words.get(before, str(before)), words.get(after, str(after)))))
+        return out
+
+    async def _attempt(
+        self, request: ChatRequest, sampling: SamplingConfig, shape: RequestShape
+    ) -> tuple[RawResponse | None, CallError | None]:
         """One call under the timeout: the response, or the error classified by the backend."""
         timeout = self.cfg.http.timeout_s
         try:
-            return await asyncio.wait_for(self._call(self._client, request, sampling), timeout=timeout), None
+            return await asyncio.wait_for(self._call(self._client, request, sampling, shape), timeout=timeout), None
         except TimeoutError:
             return None, CallError(f"timed out after {timeout:g}s", kind="timeout", retryable=True)
         except CallError as exc:
@@ -308,8 +356,9 @@ class HTTPEngine(Engine):
                         slot.outcome = "error"
                         return self._error_result(request, BUDGET_ERROR, "budget", attempts=attempts)
                     attempts += 1
+                    shape = self.shape
                     t0 = time.monotonic()
-                    raw, err = await self._attempt(request, sampling)
+                    raw, err = await self._attempt(request, sampling, shape)
                     latency = time.monotonic() - t0
                     if raw is not None:
                         t_in = raw.tokens_in if raw.tokens_in is not None else est_in
@@ -322,9 +371,13 @@ class HTTPEngine(Engine):
                         slot.retry_after_s = err.retry_after_s
 
             if raw is not None:
-                return await self._success(request, key, raw, t_in, t_out, budget.actual, latency, attempts)
+                result = await self._success(request, key, raw, t_in, t_out, budget.actual, latency, attempts)
+                result.adaptations = self._adaptations(shape)
+                return result
 
             assert err is not None
+            if self._adapt(err, shape):
+                continue  # the same request, shaped as the provider accepts (not a retry of a transient fault)
             message = self.scrub(err.describe())
             decision = self._retry.decide(err, attempts)
             if not decision.retry:

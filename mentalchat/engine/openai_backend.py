@@ -1,9 +1,13 @@
 """OpenAI and OpenAI-compatible endpoints (api.openai.com, a vLLM server, any compatible gateway).
 
 Uses the official ``openai`` AsyncOpenAI client with the SDK's own retries off (``max_retries=0``):
-retries, backoff and rate limits belong to :mod:`mentalchat.engine.http`. Structured output is
-requested as ``response_format={"type": "json_schema", "json_schema": {..., "strict": True}}``,
-which OpenAI and vLLM both enforce.
+retries, backoff and rate limits belong to :mod:`mentalchat.engine.http`. What a request carries
+follows the engine's :class:`~mentalchat.engine.capabilities.RequestShape`: structured output as
+``response_format={"type": "json_schema", "json_schema": {..., "strict": True}}`` (OpenAI from
+gpt-4o-2024-08-06 on, vLLM), ``{"type": "json_object"}`` with the schema in the prompt (JSON mode
+only, e.g. gpt-4-1106-preview) or nothing; ``max_tokens`` or ``max_completion_tokens``; sampling
+parameters only where the model takes them. A 400 naming a refused parameter is classified as
+``CallError(unsupported=...)`` so the engine can downgrade the shape.
 """
 
 from __future__ import annotations
@@ -15,43 +19,64 @@ from typing import Any
 import openai
 
 from mentalchat.engine.base import register_backend
+from mentalchat.engine.capabilities import RequestShape, capabilities_for, shape_messages
 from mentalchat.engine.http import HTTPEngine, RawResponse
 from mentalchat.engine.retry import CallError, parse_retry_after, status_error
 from mentalchat.engine.types import ChatRequest, SamplingConfig
 
-__all__ = ["OpenAIEngine", "openai_params"]
-
-# Reasoning models take max_completion_tokens and refuse max_tokens.
-_COMPLETION_TOKENS_MODELS = re.compile(r"^(o\d|gpt-5)")
-
+__all__ = ["OpenAIEngine", "openai_params", "refused_param"]
 
 def _schema_name(schema: dict[str, Any]) -> str:
     name = re.sub(r"[^A-Za-z0-9_-]", "_", str(schema.get("title") or "response"))
     return name[:64] or "response"
 
 
-def openai_params(model: str, request: ChatRequest, sampling: SamplingConfig) -> dict[str, Any]:
-    """The keyword arguments of ``chat.completions.create`` for one request."""
+def openai_params(
+    model: str, request: ChatRequest, sampling: SamplingConfig, shape: RequestShape | None = None
+) -> dict[str, Any]:
+    """The keyword arguments of ``chat.completions.create`` for one request under ``shape``
+    (default: what the capability table says for ``model``)."""
+    shape = shape or capabilities_for("openai", model)
     params: dict[str, Any] = {
         "model": model,
-        "messages": [{"role": m.role, "content": m.content} for m in request.messages],
-        "temperature": sampling.temperature,
-        "top_p": sampling.top_p,
+        "messages": [{"role": m.role, "content": m.content} for m in shape_messages(request, shape)],
     }
-    if _COMPLETION_TOKENS_MODELS.match(model):
-        params["max_completion_tokens"] = sampling.max_tokens
-    else:
-        params["max_tokens"] = sampling.max_tokens
-    if sampling.seed is not None:
+    if shape.temperature:
+        params["temperature"] = sampling.temperature
+        params["top_p"] = sampling.top_p
+    params[shape.max_tokens_param] = sampling.max_tokens
+    if sampling.seed is not None and shape.seed:
         params["seed"] = sampling.seed
     if sampling.stop:
         params["stop"] = sampling.stop
-    if request.json_schema is not None:
+    if request.json_schema is not None and shape.structured in ("json_schema", "openapi_schema"):
         params["response_format"] = {
             "type": "json_schema",
             "json_schema": {"name": _schema_name(request.json_schema), "schema": request.json_schema, "strict": True},
         }
+    elif request.json_schema is not None and shape.structured == "json_object":
+        params["response_format"] = {"type": "json_object"}
     return params
+
+
+def refused_param(message: str, param: str | None, code: str | None) -> str | None:
+    """Which parameter a 400 refuses, in :class:`RequestShape` terms (None: not a capability error)."""
+    text = (message or "").lower()
+    p = (param or "").lower()
+    refused = "not supported" in text or "unsupported" in text or code in ("unsupported_parameter", "unsupported_value")
+    if not refused:
+        return None  # e.g. an invalid schema: a bug to show, not a capability to give up
+    if "response_format" in p or "response_format" in text:
+        return "response_format"
+    if p == "max_tokens" or "'max_tokens' is not supported" in text:
+        return "max_tokens"
+    if p in ("temperature", "top_p") or re.search(r"'(temperature|top_p)' does not support", text):
+        return "temperature"
+    if p == "seed" or "'seed' is not supported" in text:
+        return "seed"
+    if (p.startswith("messages") and "system" in text) or "does not support 'system'" in text:
+        return "system_role"
+    return None
 
 
 @register_backend("openai")
@@ -72,8 +97,10 @@ class OpenAIEngine(HTTPEngine):
     async def _close_client(self, client: openai.AsyncOpenAI) -> None:
         await client.close()
 
-    async def _call(self, client: openai.AsyncOpenAI, request: ChatRequest, sampling: SamplingConfig) -> RawResponse:
-        resp = await client.chat.completions.create(**openai_params(self.cfg.model, request, sampling))
+    async def _call(
+        self, client: openai.AsyncOpenAI, request: ChatRequest, sampling: SamplingConfig, shape: RequestShape
+    ) -> RawResponse:
+        resp = await client.chat.completions.create(**openai_params(self.cfg.model, request, sampling, shape))
         if not resp.choices:
             raise CallError("response has no choices", retryable=True)
         choice = resp.choices[0]
@@ -106,7 +133,10 @@ class OpenAIEngine(HTTPEngine):
             err = body.get("error", body) if isinstance(body, dict) else {}
             message = (err.get("message") if isinstance(err, dict) else None) or exc.message
             code = err.get("code") if isinstance(err, dict) else None
+            param = err.get("param") if isinstance(err, dict) else None
             out = status_error(status, self.scrub(message), parse_retry_after(exc.response.headers))
+            if status == 400:
+                out.unsupported = refused_param(str(message), param if isinstance(param, str) else None, code)
             if status == 429 and code == "insufficient_quota":
                 out.retryable = False  # billing, not throttling: waiting will not help
             return out

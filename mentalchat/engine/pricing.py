@@ -26,9 +26,11 @@ __all__ = [
     "Price",
     "call_cost",
     "engine_price",
+    "engine_price_known",
     "estimate_tokens",
     "is_local_url",
     "price_for",
+    "price_is_known",
     "resolve_price",
 ]
 
@@ -57,6 +59,10 @@ PRICES: dict[str, Price] = {
     "o3-mini": (1.10, 4.40),
     "o4-mini": (1.10, 4.40),
     "o3": (2.00, 8.00),
+    "gpt-5.6-sol": (2.00, 10.00),
+    "gpt-6-sol": (2.00, 10.00),
+    "gpt-6.1-sol": (2.00, 10.00),
+    "gpt-6.2-sol": (2.00, 10.00),  # the current profile's judge (developers.openai.com, Dec 2026)
     # Google
     "gemini-pro": (0.50, 1.50),  # Gemini 1.0 Pro, the paper's Gemini judge
     "gemini-1.0-pro": (0.50, 1.50),
@@ -68,6 +74,9 @@ PRICES: dict[str, Price] = {
     "gemini-2.5-flash-lite": (0.10, 0.40),
     "gemini-2.5-flash": (0.30, 2.50),
     "gemini-2.5-pro": (1.25, 10.00),
+    # the current profile's Gemini judge; list price from 2027-01-01 (half that as a promotion in Dec 2026):
+    # a budget then errs on the safe side
+    "gemini-3.8-flash": (1.50, 7.50),
 }
 
 _LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", "0.0.0.0"}
@@ -100,6 +109,19 @@ def price_for(model: str) -> Price | None:
         ):
             best = key
     return PRICES[best] if best else None
+
+
+def price_is_known(cfg: EngineConfig, base_url: str | None) -> bool:
+    """Whether an engine's calls can be costed: a local endpoint, both prices configured, or a table entry.
+
+    A paid model priced at $0 would make any budget cap meaningless, so engines refuse to start
+    with a budget when this is False.
+    """
+    if is_local_url(base_url):
+        return True
+    if cfg.price_in_per_mtok is not None and cfg.price_out_per_mtok is not None:
+        return True
+    return price_for(cfg.model) is not None
 
 
 def resolve_price(cfg: EngineConfig, base_url: str | None) -> Price:
@@ -148,3 +170,12 @@ def engine_price(cfg: EngineConfig) -> Price:
     from mentalchat.engine.base import backend_class
 
     return resolve_price(cfg, backend_class(cfg.backend).resolve_base_url(cfg))
+
+
+def engine_price_known(cfg: EngineConfig) -> bool:
+    """:func:`price_is_known` for an engine config, its endpoint resolved as the engine would."""
+    if not cfg.is_http:
+        return True
+    from mentalchat.engine.base import backend_class
+
+    return price_is_known(cfg, backend_class(cfg.backend).resolve_base_url(cfg))

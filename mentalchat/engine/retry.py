@@ -50,12 +50,15 @@ class CallError(MentalchatError):
         status: int | None = None,
         retryable: bool = False,
         retry_after_s: float | None = None,
+        unsupported: str | None = None,
     ) -> None:
         super().__init__(message)
         self.kind: ErrorKind = kind
         self.status = status
         self.retryable = retryable
         self.retry_after_s = retry_after_s
+        #: the parameter the provider refuses for this model (see engine.capabilities), if that is the error
+        self.unsupported = unsupported
 
     @property
     def rate_limited(self) -> bool:

@@ -67,6 +67,7 @@ class ChatRequest(BaseModel):
     sampling: SamplingConfig | None = None  # None: the engine's defaults
     json_schema: dict[str, Any] | None = None
     lora: str | None = None  # adapter folder (vLLM / transformers backends only)
+    cache_salt: str | None = None  # not sent; a new value asks again instead of answering from the cache
     metadata: dict[str, Any] = Field(default_factory=dict)  # carried through, not sent
 
     @classmethod
@@ -93,6 +94,9 @@ class ChatResult(BaseModel):
     cached: bool = False
     error: str | None = None
     error_kind: ErrorKind | None = None  # set whenever ``error`` is (``other`` when the backend did not say)
+    #: how the request was sent differently from the capability table's first choice, e.g.
+    #: ``"response_format: json_schema -> json_object"`` (the provider refused the stronger form)
+    adaptations: list[str] = Field(default_factory=list)
     metadata: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")
@@ -128,5 +132,7 @@ def request_key(
         "json_schema": request.json_schema,
         "lora": request.lora,
     }
+    if request.cache_salt is not None:
+        payload["cache_salt"] = request.cache_salt
     blob = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(blob.encode()).hexdigest()

@@ -123,6 +123,11 @@ class JudgeConfig(StrictModel):
     )
     budget_usd: float | None = Field(None, gt=0, description="stop calling judges once this is spent")
     retry_failed: bool = Field(False, description="on a rerun, call again for items that failed before")
+    parse_retries: int = Field(1, ge=0, description="ask again this many times when a reply cannot be read")
+    preflight: Literal["auto", "always", "never"] = Field(
+        "auto", description="one check call per (engine, prompt version) first; auto: when the sweep costs >= preflight_min_cost_usd"
+    )
+    preflight_min_cost_usd: float = Field(1.0, ge=0, description="estimated sweep cost from which auto preflight runs")
     max_questions: int | None = Field(None, ge=1, description="judge only the first N questions")
     est_output_tokens: int = Field(400, ge=1, description="dry-run estimate of judge output tokens per call")
     seed: int = 0

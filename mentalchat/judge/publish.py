@@ -29,7 +29,7 @@ from mentalchat.judge.store import ProgressStore
 from mentalchat.schemas import get_table, write_table
 from mentalchat.secrets import Scrubber
 
-__all__ = ["BUDGET_SKIP", "INTERRUPTED", "Published", "failure_kind", "judgment_rows", "publish"]
+__all__ = ["BUDGET_SKIP", "INTERRUPTED", "Published", "failure_kind", "judgment_rows", "publish", "reply_unreadable"]
 
 BUDGET_SKIP = "not called: budget cap reached"
 INTERRUPTED = "not called: run interrupted"
@@ -68,6 +68,15 @@ def _scores_from(item: WorkItem, rec: dict[str, Any]) -> tuple[dict[str, float |
     elif parsed.status == "partial":
         error = None
     return dict(parsed.scores), parsed.overall, parsed.explanation, parsed.status, error
+
+
+def reply_unreadable(item: WorkItem, rec: dict[str, Any] | None) -> bool:
+    """A call that answered with text the stage cannot read (worth asking again), not one that failed."""
+    if rec is None or rec.get("error") or rec.get("text") is None:
+        return False
+    if item.kind == "crisis":
+        return parse_crisis_verdict(rec["text"])[0] is None
+    return _scores_from(item, rec)[3] == "unparsed"
 
 
 def judgment_rows(item: WorkItem, rec: dict[str, Any] | None, skip_reason: str | None) -> list[dict[str, Any]]:

@@ -23,13 +23,15 @@ from typing import Any
 from mentalchat.config import ConfigError, config_hash
 from mentalchat.core.questions import load_questions
 from mentalchat.engine.budget import BudgetGuard
+from mentalchat.engine.preflight import PreflightCheck, PreflightMode, run_preflight, should_preflight
+from mentalchat.engine.pricing import engine_price_known
 from mentalchat.engine.types import ChatResult
 from mentalchat.io import DONE_MARKER, write_done_marker, write_json_atomic
 from mentalchat.judge.config import JudgeConfig
 from mentalchat.judge.execute import engine_config_for_run, execute, serve_local_judges
 from mentalchat.judge.items import WorkItem
-from mentalchat.judge.plan import build_requests, load_answers, plan_items
-from mentalchat.judge.publish import publish
+from mentalchat.judge.plan import RequestPlan, build_requests, load_answers, plan_items
+from mentalchat.judge.publish import publish, reply_unreadable
 from mentalchat.judge.store import ProgressStore
 from mentalchat.secrets import Scrubber
 
@@ -56,6 +58,11 @@ class JudgeRunSummary:
     per_judge: dict[str, dict[str, Any]] = field(default_factory=dict)
     failures: dict[str, int] = field(default_factory=dict)
     outputs: dict[str, str] = field(default_factory=dict)
+    #: replies that could not be read and were asked again (each re-ask counts as a call)
+    reasked: int = 0
+    preflight: bool = False
+    #: judge label -> {"response_format: json_schema -> json_object": calls sent that way}
+    adaptations: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -70,6 +77,7 @@ def run_judge(
     dry_run: bool = False,
     progress: bool = True,
     echo: Callable[[str], None] | None = None,
+    preflight: PreflightMode | None = None,
 ) -> JudgeRunSummary:
     """Judge every answer with every judge and prompt version; publish tables into ``output``."""
     echo = echo or (lambda s: print(s, file=sys.stderr))
@@ -106,6 +114,15 @@ def run_judge(
         echo(_dry_run_report(summary, cfg.budget_usd, previous_spend))
         return summary
 
+    if cfg.budget_usd is not None:
+        for name in work.requests:
+            if not engine_price_known(engines[name]):
+                raise ConfigError(
+                    f"judge engine {name!r} (model {engines[name].model!r}) has no known price and judge.budget_usd is "
+                    f"set, so the cap could never stop it: set engines.{name}.price_in_per_mtok and "
+                    f"engines.{name}.price_out_per_mtok (USD per 1M tokens)"
+                )
+
     # 4. Call, persisting each finished chunk; one budget guard for the whole run.
     assert store is not None
     marker = output / DONE_MARKER
@@ -133,11 +150,20 @@ def run_judge(
             bar.set_postfix_str(f"${previous_spend + counts['cost']:.4f}", refresh=False)
 
     stop = threading.Event()
+    items = {it.id: it for it in pending}
     with contextlib.ExitStack() as servers:
         try:
             if work.requests:
                 serve_local_judges(cfg, engines, servers, echo)
+            mode = preflight or cfg.preflight
+            if work.requests and should_preflight(mode, work.estimated_cost_usd, cfg.preflight_min_cost_usd):
+                first = _preflight(cfg, engines, work, items, budget, echo)
+                sink(first)
+                summary.preflight = True
+                done_ids = {r.id for r in first}
+                work = _without(work, done_ids)
             skipped = execute(cfg, engines, work, budget, sink, stop)
+            summary.reasked = _ask_again(cfg, plan, engines, store, items, budget, stop, sink, set(refused))
         except BaseException:
             stop.set()
             raise
@@ -158,9 +184,105 @@ def run_judge(
     summary.scored, summary.failed = published.scored, published.failed
     summary.failures, summary.outputs = published.failures, published.outputs
     summary.spent_usd = store.spent_usd()
+    summary.adaptations = _adaptations(plan.items, store)
+    for judge, changes in summary.adaptations.items():
+        echo(f"judge {judge}: the provider refused part of the request; sent instead: "
+             + ", ".join(f"{c} ({n} calls)" for c, n in changes.items()))
     write_json_atomic(output / "summary.json", summary.to_dict())
     write_done_marker(output, stage="judge", config_hash=config_hash(cfg), scored=summary.scored, failed=summary.failed)
     return summary
+
+
+def _preflight(
+    cfg: JudgeConfig,
+    engines: dict[str, Any],
+    work: RequestPlan,
+    items: dict[str, WorkItem],
+    budget: BudgetGuard | None,
+    echo: Callable[[str], None],
+) -> list[ChatResult]:
+    """One real call per (engine, prompt version) of the sweep; raises PreflightError on any failure."""
+    checks: list[PreflightCheck] = []
+    for name, reqs in work.requests.items():
+        seen: set[tuple[str, str]] = set()
+        for req in reqs:
+            item = items[req.id]
+            key = (item.prompt_version, item.kind if item.kind == "crisis" else "judgment")
+            if key in seen:
+                continue
+            seen.add(key)
+            checks.append(PreflightCheck(
+                name, engines[name], req, lambda text, it=item: not reply_unreadable(it, {"text": text}),
+                label=f"prompt {item.prompt_version}" + (" (crisis check)" if item.kind == "crisis" else ""),
+            ))
+    echo(f"preflight: {len(checks)} check call(s) before ~${work.estimated_cost_usd:.2f} of judging")
+    options = {"budget": budget} if budget is not None else {}
+    return run_preflight(checks, section="judge.engines", echo=echo, **options)
+
+
+def _without(work: RequestPlan, done: set[str]) -> RequestPlan:
+    """``work`` less the requests already made (by the preflight)."""
+    out = RequestPlan(worst_case=work.worst_case, per_judge=work.per_judge)
+    for name, reqs in work.requests.items():
+        keep = [r for r in reqs if r.id not in done]
+        if keep:
+            out.requests[name] = keep
+    return out
+
+
+def _ask_again(
+    cfg: JudgeConfig,
+    plan: Any,
+    engines: dict[str, Any],
+    store: ProgressStore,
+    items: dict[str, WorkItem],
+    budget: BudgetGuard | None,
+    stop: threading.Event,
+    sink: Callable[[list[ChatResult]], None],
+    refused: set[str],
+) -> int:
+    """Call again (past the cache) for replies that could not be read, up to ``parse_retries`` times.
+
+    The new record replaces the old one with their cost, tokens and attempts added up, so the
+    spend and the attempt counts stay true.
+    """
+    total = 0
+    for round_ in range(1, cfg.parse_retries + 1):
+        again = [it for it in items.values() if it.id not in refused and reply_unreadable(it, store.get(it.id))]
+        if not again or stop.is_set():
+            break
+        total += len(again)
+        log.info("asking again for %d replies that could not be read (round %d)", len(again), round_)
+        redo = build_requests(cfg, plan, again, engines)
+        for reqs in redo.requests.values():
+            reqs[:] = [r.model_copy(update={"cache_salt": f"reask-{round_}"}) for r in reqs]
+        before = {it.id: store.get(it.id) or {} for it in again}
+
+        def merged(results: list[ChatResult], before: dict[str, dict[str, Any]] = before) -> None:
+            out = []
+            for r in results:
+                old = before.get(r.id, {})
+                out.append(r.model_copy(update={
+                    "cost_usd": r.cost_usd + float(old.get("cost_usd") or 0.0),
+                    "attempts": r.attempts + int(old.get("attempts") or 0),
+                    "tokens_in": r.tokens_in + int(old.get("tokens_in") or 0),
+                    "tokens_out": r.tokens_out + int(old.get("tokens_out") or 0),
+                }))
+            sink(out)
+
+        skipped = execute(cfg, engines, redo, budget, merged, stop)
+        refused |= {r.id for r in skipped}
+    return total
+
+
+def _adaptations(items: Sequence[WorkItem], store: ProgressStore) -> dict[str, dict[str, int]]:
+    out: dict[str, dict[str, int]] = {}
+    for item in items:
+        rec = store.get(item.id)
+        for change in (rec or {}).get("adaptations") or []:
+            per = out.setdefault(item.judge, {})
+            per[change] = per.get(change, 0) + 1
+    return out
 
 
 def _progress_bar(total: int, enabled: bool) -> Any:

@@ -66,6 +66,11 @@ resumes: finished calls are not repeated."""
         parser.add_argument("--output", required=True)
         parser.add_argument("--dry-run", action="store_true", help="print the calls and estimated cost; call nothing")
         parser.add_argument("--no-progress", action="store_true")
+        check = parser.add_mutually_exclusive_group()
+        check.add_argument("--preflight", dest="preflight", action="store_const", const="always",
+                           help="one check call per (engine, prompt version) before the sweep, whatever it costs "
+                                "(default: only above judge.preflight_min_cost_usd)")
+        check.add_argument("--no-preflight", dest="preflight", action="store_const", const="never")
 
     def run_command(self, cfg: JudgeConfig, args: argparse.Namespace) -> int:
         if args.human_ratings:
@@ -81,7 +86,8 @@ resumes: finished calls are not repeated."""
         if cfg.executor == "ray" and not args.dry_run:
             init_ray()
         summary = run_judge(
-            cfg, args.questions, args.answers, args.output, dry_run=args.dry_run, progress=not args.no_progress
+            cfg, args.questions, args.answers, args.output, dry_run=args.dry_run, progress=not args.no_progress,
+            preflight=args.preflight,
         )
         if not args.dry_run:
             print(

@@ -210,3 +210,27 @@ def test_a_killed_run_resumes_without_repeating_calls(tmp_path: Path, repo_root:
         total = calls["step1_requests"] + calls["step2_requests"]
         assert calls["step1_new_calls"] + calls["step2_new_calls"] == total - done_before
         assert (out / "qa_pairs.parquet").exists()
+
+
+def test_preflight_checks_the_synthesizer_once_and_reuses_the_call(tmp_path: Path) -> None:
+    """--preflight: one check call before the sweep; it is logged, so step 1 does not pay for it again."""
+    with FaultServer(responder=responder) as srv:
+        cfg = _cfg(srv, tmp_path, preflight="always")
+        stats = build_dataset(cfg, tmp_path / "ds", echo=lambda m: None)
+    assert stats["synthetic"]["calls"]["step1_requests"] == 4
+    assert stats["synthetic"]["calls"]["step1_new_calls"] == 3  # the first was the check call
+    bodies = [json.dumps(r.body["messages"], sort_keys=True) for r in srv.requests if r.status == 200]
+    assert len(bodies) == len(set(bodies))  # nothing sent twice
+
+
+def test_preflight_stops_a_synthetic_build_with_a_wrong_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mentalchat.engine.preflight import PreflightError
+    from mentalchat.testing.fault_server import ProviderRules
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-wrong-0000000000")
+    with FaultServer(responder=responder, api_key="sk-right-1111111111", rules=ProviderRules()) as srv:
+        cfg = _cfg(srv, tmp_path, preflight="always")
+        with pytest.raises(PreflightError, match=r"engine 'syn'.*\$OPENAI_API_KEY"):
+            build_dataset(cfg, tmp_path / "ds", echo=lambda m: None)
+        assert srv.count() == 1
+    assert not (tmp_path / "ds").exists()

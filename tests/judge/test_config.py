@@ -35,7 +35,7 @@ def test_labels_and_engines() -> None:
         JudgeConfig.model_validate({"judges": [], "budget_usd": -1})
 
 
-@pytest.mark.parametrize("name", ["smoke", "quickstart", "paper"])
+@pytest.mark.parametrize("name", ["smoke", "quickstart", "paper", "judges-current"])
 def test_shipped_configs(repo_root: Path, name: str) -> None:
     cfg = load_stage_config(JudgeConfig, repo_root / "configs" / f"{name}.yaml", section="judge")
     assert cfg.judges and all(cfg.engine_for(j) for j in cfg.judges)

@@ -14,6 +14,8 @@ from mentalchat.judge.publish import BUDGET_SKIP
 from mentalchat.judge.run import run_judge
 from mentalchat.schemas import read_table
 from mentalchat.testing.fault_server import Fault, FaultServer, fill_schema
+from mentalchat.testing.fault_server.schema_fill import schema_in_prompt
+from mentalchat.testing.fault_server.schema_fill import schema_in_prompt
 
 FAST_HTTP = {"max_retries": 3, "backoff_base_s": 0.01, "backoff_max_s": 0.05, "timeout_s": 1.0, "max_concurrency": 4}
 
@@ -147,7 +149,9 @@ def test_failures_are_counted_by_kind(tmp_path: Path, inputs) -> None:
     def responder(messages: list[dict[str, str]], params: dict[str, Any]) -> str:
         if "answer to q3 by m-a" in messages[-1]["content"]:
             return "I would rather not give numbers."
-        return json.dumps(fill_schema(params["json_schema"], messages[-1]["content"]))
+        # gpt-4-1106-preview has JSON mode only: the schema comes in the prompt.
+        schema = params["json_schema"] or schema_in_prompt(messages[-1]["content"])
+        return json.dumps(fill_schema(schema, messages[-1]["content"]))
 
     with FaultServer(responder=responder) as srv:
         srv.script(["400"], match="answer to q1 by m-a")

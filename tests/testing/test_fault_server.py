@@ -267,3 +267,32 @@ def test_without_aiohttp_the_import_error_says_what_to_install() -> None:
     last = out.stderr.strip().splitlines()[-1]
     assert last.startswith("ImportError: mentalchat.testing.fault_server needs aiohttp")
     assert 'pip install -e ".[testing]"' in last
+
+
+def test_tokens_per_minute_limit_counts_prompt_and_max_tokens() -> None:
+    body = {**OPENAI_BODY, "max_tokens": 400}  # ~6 prompt tokens + 400
+    with FaultServer(tpm=30_000) as srv:  # 500 tokens a second
+        url = f"{srv.openai_base_url}/chat/completions"
+        first, second = httpx.post(url, json=body), httpx.post(url, json=body)
+        assert first.status_code == 200 and second.status_code == 429
+        err = second.json()["error"]
+        assert "tokens per min (TPM): Limit 30000" in err["message"] and err["code"] == "rate_limit_exceeded"
+        ra = float(second.headers["Retry-After"])
+        assert 0.5 < ra <= 0.85  # ~310 of 406 tokens missing at 500/s
+        small = {**OPENAI_BODY, "max_tokens": 10}
+        assert httpx.post(url, json=small).status_code == 200  # a smaller request fits what is left
+
+
+def test_lognormal_latency_has_a_tail() -> None:
+    def times(sigma: float) -> list[float]:
+        out = []
+        with FaultServer(latency_s=0.004, latency_sigma=sigma, seed=3) as srv, httpx.Client() as client:
+            for _ in range(80):
+                t0 = time.perf_counter()
+                client.post(f"{srv.openai_base_url}/chat/completions", json=OPENAI_BODY)
+                out.append(time.perf_counter() - t0)
+        return sorted(out)
+
+    fixed, tailed = times(0.0), times(1.2)
+    assert tailed[-2] > 3 * fixed[-2]  # the slowest calls are far slower than with a fixed latency
+    assert tailed[-1] < 20 * 0.004 + 0.2  # capped at 20 x the median

@@ -47,6 +47,7 @@ from __future__ import annotations
 from typing import Any
 
 from mentalchat.testing.fault_server.faults import Fault
+from mentalchat.testing.fault_server.provider_rules import ProviderRules
 from mentalchat.testing.fault_server.records import RequestRecord
 from mentalchat.testing.fault_server.schema_fill import Responder, default_responder, fill_schema
 from mentalchat.testing.fault_server.server import FaultServer
@@ -54,6 +55,7 @@ from mentalchat.testing.fault_server.server import FaultServer
 __all__ = [
     "Fault",
     "FaultServer",
+    "ProviderRules",
     "RequestRecord",
     "Responder",
     "default_responder",

@@ -18,6 +18,7 @@ import contextlib
 import os
 
 from mentalchat.testing.fault_server.faults import _parse_fault_rates
+from mentalchat.testing.fault_server.provider_rules import ProviderRules
 from mentalchat.testing.fault_server.server import FaultServer
 
 
@@ -34,10 +35,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--rpm", type=float, default=None, help="rate limit, requests per minute")
     ap.add_argument("--rps", type=float, default=None, help="rate limit, requests per second")
     ap.add_argument("--burst", type=float, default=None, help="rate-limit bucket size (requests)")
+    ap.add_argument("--tpm", type=float, default=None, help="tokens-per-minute limit (prompt chars/4 + max_tokens)")
+    ap.add_argument("--latency-sigma", type=float, default=0.0, help="lognormal latency: sigma (latency-ms is the median)")
     ap.add_argument("--fault", action="append", default=[], metavar="KIND=P", help="random fault, e.g. 503=0.05, timeout=0.01")
     ap.add_argument("--default-fault", default=None, help="fault for every call, e.g. 500")
     ap.add_argument("--api-key-env", default=None, help="require the key held by this env variable")
     ap.add_argument("--models", default=None, help="comma-separated model names to accept")
+    ap.add_argument("--real-rules", action="store_true",
+                    help="refuse what the real APIs refuse (capability errors, real key-error bodies)")
+    ap.add_argument("--retired", action="store_true", help="with --real-rules: 404 for models the providers shut down")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
 
@@ -47,6 +53,8 @@ def main(argv: list[str] | None = None) -> None:
         port=args.port,
         latency_s=args.latency_ms / 1000,
         jitter_s=args.jitter_ms / 1000,
+        latency_sigma=args.latency_sigma,
+        tpm=args.tpm,
         rpm=args.rpm,
         rps=args.rps,
         burst=args.burst,
@@ -54,6 +62,7 @@ def main(argv: list[str] | None = None) -> None:
         fault_rates=_parse_fault_rates(args.fault),
         api_key=api_key,
         models=args.models.split(",") if args.models else None,
+        rules=ProviderRules(retirements=args.retired) if args.real_rules else None,
         seed=args.seed,
     )
 

@@ -22,6 +22,8 @@ Kinds
                           ``SAFETY``, no candidates); OpenAI: the same as ``refusal``
 ``refusal_text``          a normal 200 answer whose text is a refusal sentence (``refusal_text``)
 ``length``                a normal answer cut to half its words with ``finish_reason`` length
+``quota``                 429 as each provider answers an exhausted quota or credit (OpenAI
+                          ``insufficient_quota``; Gemini ``RESOURCE_EXHAUSTED`` + ``QuotaFailure``)
 ``ok``                    answer normally (useful in scripts)
 ========================  ====================================================================
 
@@ -58,6 +60,7 @@ _KINDS = {
     "blocked",
     "refusal_text",
     "length",
+    "quota",
 }
 
 
@@ -98,7 +101,7 @@ class Fault:
     @property
     def http_status(self) -> int:
         """The status this fault answers with (200 for the kinds that answer a body)."""
-        if self.kind == "rate_limit":
+        if self.kind in ("rate_limit", "quota"):
             return 429
         if self.kind == "error":
             return self.status or 500

@@ -104,11 +104,35 @@ def fill_schema(schema: dict[str, Any], seed: str = "", *, _root: dict[str, Any]
     return text
 
 
+def schema_in_prompt(text: str) -> dict[str, Any] | None:
+    """A JSON Schema written into the prompt (an object with ``type: object`` and ``properties``), if any.
+
+    Stands in for a capable model that follows a schema given in words, as a client does when the
+    provider cannot enforce one (JSON mode, or plain text).
+    """
+    decoder = json.JSONDecoder()
+    start = text.find("{")
+    while start != -1:
+        try:
+            obj, _ = decoder.raw_decode(text, start)
+        except json.JSONDecodeError:
+            obj = None
+        if isinstance(obj, dict) and obj.get("type") == "object" and isinstance(obj.get("properties"), dict):
+            return obj
+        start = text.find("{", start + 1)
+    return None
+
+
 def default_responder(messages: list[dict[str, str]], params: dict[str, Any]) -> str:
-    """Echo the last user message; with a schema, JSON filling it (deterministic per prompt)."""
+    """Echo the last user message; with a schema (requested, or written into the prompt), JSON
+    filling it (deterministic per prompt)."""
     prompt = "\n".join(m["content"] for m in messages)
     if params.get("json_schema") is not None:
         return json.dumps(fill_schema(params["json_schema"], prompt), ensure_ascii=False)
+    last = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
+    written = schema_in_prompt(last) if '"properties"' in last else None
+    if written is not None:
+        return json.dumps(fill_schema(written, prompt), ensure_ascii=False)
     if params.get("json_mode"):
         return json.dumps({"echo": messages[-1]["content"] if messages else ""}, ensure_ascii=False)
     last_user = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")

@@ -12,7 +12,13 @@ marker text (:meth:`FaultServer.script` with ``match=``), the next fault of the 
 
 A configured rate limit (``rpm`` or ``rps``, a token bucket holding ``burst`` requests) answers
 429 + ``Retry-After`` (the time until a request would be admitted) before any latency or fault.
-Latency is ``latency_s + uniform(0, jitter_s)`` per answered call.
+A tokens-per-minute limit (``tpm``) counts what the request may use at admission, as OpenAI does:
+the prompt at about 4 characters per token plus ``max_tokens``; over it, a 429 whose message and
+Retry-After say how long until the tokens are there.
+
+Latency is ``latency_s + uniform(0, jitter_s)`` per answered call; with ``latency_sigma`` > 0 the
+``latency_s`` part is lognormal with that median and sigma (a heavy tail, as real providers show),
+capped at 20 times the median.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ except ImportError as exc:  # aiohttp is a test/benchmark dependency, not a runt
 from mentalchat.engine.token_bucket import TokenBucket
 from mentalchat.testing.fault_server import gemini_protocol, openai_protocol
 from mentalchat.testing.fault_server.faults import Fault, _fmt_seconds
+from mentalchat.testing.fault_server.provider_rules import ProviderRules, bad_key_error, quota_error
 from mentalchat.testing.fault_server.records import _SECRET_HEADERS, RequestRecord, _messages_of
 from mentalchat.testing.fault_server.schema_fill import Responder, _count_tokens, default_responder
 
@@ -51,6 +58,9 @@ class FaultServer:
         host, port: where to listen (port 0: a free port, see :attr:`port`).
         responder: ``(messages, params) -> text``; default :func:`default_responder`.
         latency_s, jitter_s: each answered call waits ``latency_s + uniform(0, jitter_s)``.
+        latency_sigma: > 0 makes ``latency_s`` the median of a lognormal latency with this sigma.
+        tpm: server-side tokens-per-minute limit (prompt ~chars/4 + max_tokens per request),
+            bucket of one second's worth.
         rpm, rps: server-side rate limit (requests per minute / second, token bucket), answered
             with 429 and a Retry-After equal to the time until the next admission.
         burst: bucket size for the rate limit (default: one second's worth, at least 1).
@@ -62,6 +72,8 @@ class FaultServer:
             clients scrub it.
         models: model names listed by ``GET /v1/models`` and accepted (None: any model).
         refusal_text: the text of a refusal fault.
+        rules: refuse what the real APIs refuse (capability errors, retired models, real key-error
+            bodies; :class:`~.provider_rules.ProviderRules`); None accepts any request.
         seed: seeds jitter and random faults.
     """
 
@@ -73,6 +85,8 @@ class FaultServer:
         responder: Responder | None = None,
         latency_s: float = 0.0,
         jitter_s: float = 0.0,
+        latency_sigma: float = 0.0,
+        tpm: float | None = None,
         rpm: float | None = None,
         rps: float | None = None,
         burst: float | None = None,
@@ -82,6 +96,7 @@ class FaultServer:
         api_key: str | None = None,
         models: Sequence[str] | None = None,
         refusal_text: str = "I can't help with that request.",
+        rules: ProviderRules | None = None,
         seed: int = 0,
     ) -> None:
         if rpm is not None and rps is not None:
@@ -91,6 +106,8 @@ class FaultServer:
         self.responder = responder or default_responder
         self.latency_s = latency_s
         self.jitter_s = jitter_s
+        self.latency_sigma = latency_sigma
+        self._tpm_bucket = TokenBucket(tpm / 60.0, tpm / 60.0) if tpm else None
         rate = rps if rps is not None else (rpm / 60.0 if rpm is not None else None)
         self._bucket = TokenBucket(rate, burst if burst is not None else max(1.0, rate)) if rate else None
         self.default_fault = Fault.parse(default_fault) if default_fault is not None else None
@@ -99,6 +116,7 @@ class FaultServer:
         self.api_key = api_key
         self.models = list(models) if models is not None else None
         self.refusal_text = refusal_text
+        self.rules = rules
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
         self._records: list[RequestRecord] = []
@@ -381,6 +399,9 @@ class FaultServer:
             sent = self._sent_key(request)
             if sent != self.api_key:
                 rec.fault = "unauthorized"
+                if self.rules is not None and self.rules.real_key_errors:
+                    status, err_body = bad_key_error(protocol, sent)
+                    return web.json_response(err_body, status=status), status
                 msg = f"Incorrect API key provided: {sent}" if sent else "No API key provided"
                 return self._error(protocol, 401, msg, None), 401
         if not isinstance(body, dict):
@@ -389,6 +410,12 @@ class FaultServer:
         if self.models is not None and model not in self.models:
             rec.fault = "not_found"
             return self._error(protocol, 404, f"model {model!r} does not exist", None), 404
+        if self.rules is not None:
+            refusal = self.rules.check(protocol, model, body)
+            if refusal is not None:
+                status, err_body = refusal
+                rec.fault = "capability" if status == 400 else "retired"
+                return web.json_response(err_body, status=status), status
         if self._bucket is not None:
             with self._lock:
                 wait = self._bucket.try_take()
@@ -399,14 +426,35 @@ class FaultServer:
                 rec.retry_after_s = retry_after
                 return self._error(protocol, 429, "Rate limit reached; retry later", retry_after), 429
 
+        if self._tpm_bucket is not None:
+            wanted = self._admission_tokens(protocol, body)
+            with self._lock:
+                wait = self._tpm_bucket.try_take(wanted)
+            if wait > 0:
+                retry_after = math.ceil(wait * 1000) / 1000
+                rec.rate_limited = True
+                rec.fault = "rate_limit"
+                rec.retry_after_s = retry_after
+                limit = int(self._tpm_bucket.rate * 60)
+                msg = (f"Rate limit reached for {model} on tokens per min (TPM): Limit {limit}, Requested {wanted}. "
+                       f"Please try again in {int(retry_after * 1000)}ms.")
+                return self._error(protocol, 429, msg, retry_after, code="rate_limit_exceeded"), 429
+
         fault = self._choose_fault(rec)
         rec.fault = fault.kind
-        delay = self.latency_s + (self._rng.uniform(0, self.jitter_s) if self.jitter_s else 0.0)
+        base = self.latency_s
+        if self.latency_sigma > 0 and base > 0:
+            with self._lock:
+                base = min(base * self._rng.lognormvariate(0.0, self.latency_sigma), 20 * self.latency_s)
+        delay = base + (self._rng.uniform(0, self.jitter_s) if self.jitter_s else 0.0)
         if fault.kind == "timeout":
             delay += fault.hang_s
         if delay > 0:
             await asyncio.sleep(delay)
 
+        if fault.kind == "quota":
+            status, err_body = quota_error(protocol, model)
+            return web.json_response(err_body, status=status), status
         if fault.kind == "rate_limit":
             ra = fault.retry_after_s if fault.retry_after_s is not None else 1.0
             rec.retry_after_s = ra
@@ -458,6 +506,12 @@ class FaultServer:
                 request.transport.abort()
             return resp, 200
         return web.Response(status=200, body=raw, content_type="application/json"), 200
+
+    def _admission_tokens(self, protocol: str, body: dict[str, Any]) -> int:
+        """What a request counts against a TPM limit when it arrives: prompt (~4 chars/token) + max_tokens."""
+        chars = sum(len(m["content"]) for m in _messages_of(protocol, body))
+        max_tokens = self._params(protocol, None, body).get("max_tokens") or 0
+        return math.ceil(chars / 4) + int(max_tokens)
 
     def _params(self, protocol: str, model: str | None, body: dict[str, Any]) -> dict[str, Any]:
         """What the responder is told about the request (see :mod:`.schema_fill`)."""
