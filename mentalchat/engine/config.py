@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from mentalchat.config import StrictModel
+from mentalchat.engine.batch_config import BatchSetting
 from mentalchat.engine.types import SamplingConfig
 
 __all__ = [
@@ -91,6 +92,7 @@ class EngineConfig(StrictModel):
     cache_dir: str | None = Field(None, description="on-disk response cache; None disables it")
     price_in_per_mtok: float | None = Field(None, ge=0, description="USD per 1M input tokens")
     price_out_per_mtok: float | None = Field(None, ge=0, description="USD per 1M output tokens")
+    batch: BatchSetting = Field(None, description="API backends: true (or options) sends calls through the batch API")
 
     @model_validator(mode="after")
     def _defaults(self) -> EngineConfig:

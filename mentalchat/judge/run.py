@@ -26,7 +26,7 @@ from mentalchat.engine.budget import BudgetGuard
 from mentalchat.engine.types import ChatResult
 from mentalchat.io import DONE_MARKER, write_done_marker, write_json_atomic
 from mentalchat.judge.config import JudgeConfig
-from mentalchat.judge.execute import engine_config_for_run, execute, serve_local_judges
+from mentalchat.judge.execute import BATCH_DIR, engine_config_for_run, execute, serve_local_judges
 from mentalchat.judge.items import WorkItem
 from mentalchat.judge.plan import build_requests, load_answers, plan_items
 from mentalchat.judge.publish import publish
@@ -137,7 +137,8 @@ def run_judge(
         try:
             if work.requests:
                 serve_local_judges(cfg, engines, servers, echo)
-            skipped = execute(cfg, engines, work, budget, sink, stop)
+            skipped = execute(cfg, engines, work, budget, sink, stop, batch_dir=output / BATCH_DIR,
+                              on_batch=lambda p: bar.set_description_str(f"judging ({p.line()})", refresh=False))
         except BaseException:
             stop.set()
             raise

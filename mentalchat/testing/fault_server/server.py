@@ -38,7 +38,8 @@ except ImportError as exc:  # aiohttp is a test/benchmark dependency, not a runt
     ) from exc
 
 from mentalchat.engine.token_bucket import TokenBucket
-from mentalchat.testing.fault_server import gemini_protocol, openai_protocol
+from mentalchat.testing.fault_server import gemini_batch, gemini_protocol, openai_batch, openai_protocol
+from mentalchat.testing.fault_server.batch_jobs import BatchBook, BatchSettings
 from mentalchat.testing.fault_server.faults import Fault, _fmt_seconds
 from mentalchat.testing.fault_server.records import _SECRET_HEADERS, RequestRecord, _messages_of
 from mentalchat.testing.fault_server.schema_fill import Responder, _count_tokens, default_responder
@@ -63,6 +64,8 @@ class FaultServer:
         models: model names listed by ``GET /v1/models`` and accepted (None: any model).
         refusal_text: the text of a refusal fault.
         seed: seeds jitter and random faults.
+        batch: how simulated batch jobs progress and fail (OpenAI Batch and Gemini batch mode,
+            :mod:`.batch_jobs`); the jobs and files are :attr:`batches`.
     """
 
     def __init__(
@@ -83,6 +86,7 @@ class FaultServer:
         models: Sequence[str] | None = None,
         refusal_text: str = "I can't help with that request.",
         seed: int = 0,
+        batch: BatchSettings | None = None,
     ) -> None:
         if rpm is not None and rps is not None:
             raise ValueError("give rpm or rps, not both")
@@ -113,6 +117,7 @@ class FaultServer:
         self._started = threading.Event()
         self._start_error: BaseException | None = None
         self.port: int = port
+        self.batches = BatchBook(self, batch)
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -171,6 +176,8 @@ class FaultServer:
         app.router.add_post("/v1/chat/completions", self._openai)
         app.router.add_post("/chat/completions", self._openai)
         app.router.add_get("/v1/models", self._list_models)
+        openai_batch.add_routes(app, self)
+        gemini_batch.add_routes(app, self)  # before the generic models/{model}:{action} route
         app.router.add_post("/{version}/models/{model_action}", self._gemini)
         self._runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
