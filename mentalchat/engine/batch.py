@@ -386,8 +386,18 @@ class BatchDriver:
             still: list[_Open] = []
             for ob in open_batches:
                 assert ob.record.batch_id is not None
-                ob.status = self._control(lambda ob=ob: self.provider.status(ob.record.batch_id),
-                                          f"polling batch {ob.record.batch_id}")
+                try:
+                    ob.status = self._control(lambda ob=ob: self.provider.status(ob.record.batch_id),
+                                              f"polling batch {ob.record.batch_id}")
+                except _ControlError as exc:
+                    if exc.kind != "http_4xx":
+                        raise
+                    # the provider no longer knows the batch (deleted, another project): submit again
+                    log.warning("batch %s: %s; submitting its %d requests again", self.cfg.label, exc, len(ob.items))
+                    self.journal.update(ob.record, status="abandoned", state="unknown to the provider")
+                    self._settle(ob.reserved_usd, 0.0)
+                    still += self._submit_all(list(ob.items.values()), emit)
+                    continue
                 if ob.status.state != ob.record.state:
                     self.journal.update(ob.record, state=ob.status.state)
                 if ob.status.done:

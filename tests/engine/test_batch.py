@@ -256,3 +256,35 @@ def test_batch_options_parse_true_false_and_mappings() -> None:
     assert EngineConfig(backend="openai", model="m", batch={"max_wait_s": 60}).batch.max_wait_s == 60
     with pytest.raises(ValueError, match="poll_every"):
         EngineConfig(backend="openai", model="m", batch={"poll_every": 3})
+
+
+@pytest.mark.parametrize("backend", PROVIDERS)
+def test_a_rejected_key_fails_every_item_and_is_scrubbed_everywhere(
+    backend: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    wrong = "sk-wrong-secret-key-0123456789abcdef"
+    monkeypatch.setenv("BATCH_TEST_KEY", wrong)
+    journal = tmp_path / "j.json"
+    with FaultServer(api_key="sk-the-right-one-0123456789", batch=BatchSettings()) as srv:
+        cfg = srv.engine_config(backend, batch=FAST, api_key_env="BATCH_TEST_KEY")
+        results = run_batch(_requests(2), cfg, journal=journal)
+        assert srv.count(status=401) >= 1 and srv.batches.creates == 0
+    assert all(r.error_kind == "http_4xx" for r in results)
+    assert all(wrong not in (r.error or "") for r in results)
+    assert all(r.error for r in results)
+    assert wrong not in journal.read_text() and wrong not in caplog.text
+    assert [rec.status for rec in BatchJournal(journal).records()] == ["abandoned"]
+
+
+def test_a_batch_the_provider_no_longer_knows_is_submitted_again(tmp_path: Path) -> None:
+    journal = tmp_path / "j.json"
+    reqs = _requests(2)
+    with _server(process_s=0.3) as srv:
+        cfg = srv.engine_config("openai", batch=FAST)
+        stop = threading.Event()
+        run_batch(reqs, cfg, journal=journal, stop=stop, on_progress=lambda p: stop.set())
+        srv.batches.jobs.clear()  # e.g. deleted at the provider
+        results = run_batch(reqs, cfg, journal=journal)
+        assert srv.batches.creates == 2
+    assert all(r.ok for r in results)
+    assert [rec.status for rec in BatchJournal(journal).records()] == ["abandoned", "collected"]

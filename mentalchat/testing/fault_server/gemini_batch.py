@@ -95,9 +95,10 @@ async def _guarded(srv: FaultServer, request: web.Request, model: str | None, bo
     rec = srv._begin(request, PROTOCOL, model, body)
     status = 500
     try:
-        if srv.api_key is not None and srv._sent_key(request) != srv.api_key:
-            status = 401
-            return web.json_response(gemini_protocol.error_body(401, "API key not valid", None), status=401)
+        sent = srv._sent_key(request)
+        if srv.api_key is not None and sent != srv.api_key:
+            status = 401  # the message repeats the key sent, as online: clients must scrub it
+            return web.json_response(gemini_protocol.error_body(401, f"API key not valid: {sent}", None), status=401)
         status, payload = handler()
         return web.json_response(payload, status=status)
     finally:

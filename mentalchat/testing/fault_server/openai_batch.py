@@ -120,9 +120,11 @@ def add_routes(app: web.Application, srv: FaultServer) -> None:
         rec = srv._begin(request, PROTOCOL, model, body)
         status = 500
         try:
-            if srv.api_key is not None and srv._sent_key(request) != srv.api_key:
-                status = 401
-                return web.json_response(openai_protocol.error_body(401, "Incorrect API key provided", None), status=401)
+            sent = srv._sent_key(request)
+            if srv.api_key is not None and sent != srv.api_key:
+                status = 401  # the message repeats the key sent, as online: clients must scrub it
+                return web.json_response(openai_protocol.error_body(401, f"Incorrect API key provided: {sent}", None),
+                                         status=401)
             status, payload = handler()
             if isinstance(payload, bytes):
                 return web.Response(status=status, body=payload, content_type="application/octet-stream")
