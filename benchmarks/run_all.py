@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import re
@@ -137,6 +138,7 @@ def figures_train_throughput(stdout: str, out: dict | None) -> tuple[list[Figure
 _RATIO = re.compile(r"^RATIO mentalchat=([\d.]+)(?: baseline=([\d.]+))?", re.M)
 _OURS = re.compile(r"^mentalchat: (\d+) scored, (\d+) lost in ([\d.]+) s", re.M)
 _BASE = re.compile(r"^baseline .*?: (\d+) scored, (\d+) lost in ([\d.]+) s", re.M)
+_BATCH = re.compile(r"^BATCH cost_ratio=([\d.]+|nan) identical=([01]) lost=(\d+)", re.M)
 
 
 def figures_judge_throughput(stdout: str, out: dict | None) -> tuple[list[Figure], Any]:
@@ -157,6 +159,14 @@ def figures_judge_throughput(stdout: str, out: dict | None) -> tuple[list[Figure
         if raw["baseline_of_ceiling"] > 0:
             figs.append(Figure("mentalchat / FastChat-style loop", round(raw["mentalchat_of_ceiling"]
                                                                          / raw["baseline_of_ceiling"], 2), "x"))
+    batch = _BATCH.search(stdout)
+    if batch:
+        ratio = float(batch.group(1))
+        raw["batch_cost_ratio"] = None if math.isnan(ratio) else ratio  # nan: nothing was priced
+        raw["batch_identical"], raw["batch_lost"] = int(batch.group(2)), int(batch.group(3))
+        figs += [Figure.check("batch mode / online, cost per judgment", raw["batch_cost_ratio"], "<=", 0.55),
+                 Figure.check("batch mode scores identical to online (1 = yes)", raw["batch_identical"], "==", 1),
+                 Figure.check("batch mode judgments lost", raw["batch_lost"], "<=", 0)]
     return figs, raw
 
 

@@ -47,6 +47,18 @@ def test_judge_figures_and_markdown() -> None:
     assert "Goals met: 2 of 2." in md
 
 
+def test_judge_batch_mode_figures() -> None:
+    ra = _run_all()
+    stdout = ("mentalchat: 100 scored, 0 lost in 5.7 s\nBATCH cost_ratio=0.500 identical=1 lost=0\n"
+              "RATIO mentalchat=0.960\n")
+    figs, raw = ra.figures_judge_throughput(stdout, None)
+    assert (raw["batch_cost_ratio"], raw["batch_identical"], raw["batch_lost"]) == (0.5, 1, 0)
+    batch = {f.name: f for f in figs if f.name.startswith("batch mode")}
+    assert [(f.goal, f.met) for f in batch.values()] == [("<= 0.55", True), ("== 1", True), ("<= 0", True)]
+    figs, _ = ra.figures_judge_throughput(stdout.replace("identical=1", "identical=0"), None)
+    assert [f.met for f in figs if f.name.startswith("batch mode scores")] == [False]
+
+
 def test_train_figures_include_cpu_ratio() -> None:
     ra = _run_all()
     out = {"ratio": 1.002, "cpu_ratio": 0.994, "padding_share": 0.0, "unpacked_group_by_length_padding_share": 0.063,

@@ -8,7 +8,9 @@ disclaim being an AI, stop at the token limit or are too short are dropped.
 
 Every finished call is appended to a checkpoint log (``work_dir``) keyed by a hash of the
 request and engine, so a rerun after a crash repeats no call that had completed. Rate limits,
-retries and budgets are the engine's (``engines.<name>.http``).
+retries and budgets are the engine's (``engines.<name>.http``). An engine with ``batch`` set sends
+each step through its provider's batch API (half price), the batch ids journaled in ``work_dir``
+so a rerun collects open batches instead of submitting them again.
 """
 
 from __future__ import annotations
@@ -233,6 +235,17 @@ class SyntheticOutput:
     cost_usd: float = 0.0
 
 
+def _batch_runner(journal: Path) -> Callable[[list[ChatRequest], EngineConfig], list[ChatResult]]:
+    """A runner sending requests through the engine's batch API (half price, resumable)."""
+
+    def run(requests: list[ChatRequest], cfg: EngineConfig) -> list[ChatResult]:
+        from mentalchat.engine.batch import run_batch
+
+        return run_batch(requests, cfg, journal=journal)
+
+    return run
+
+
 def _message_requests(slots: list[str], scfg: Any, ecfg: EngineConfig, use_json: bool) -> list[ChatRequest]:
     k = scfg.messages_per_call
     reqs = []
@@ -310,6 +323,10 @@ def run_synthetic(
     calllog = CallLog(work_dir / "calls.jsonl")
     # Local engines cost nothing per call and start slowly: one chunk. API calls: small chunks.
     chunk = 10**9 if ecfg.backend in ("vllm", "transformers") else scfg.chunk_size
+    if ecfg.batch is not None and runner is None:
+        # Batch mode: each step is one batch run, its batch ids journaled beside the call log.
+        runner = _batch_runner(work_dir / "_batches.json")
+        chunk = 10**9
 
     def reject(flt: str, reason: str, topic: str | None, inp: str | None, outp: str | None) -> None:
         out.rejects.append({"source": "synthetic", "filter": flt, "reason": reason, "topic": topic,

@@ -91,5 +91,11 @@ def backend_class(name: str) -> type[Engine]:
 
 def create_engine(cfg: EngineConfig, **options: Any) -> Engine:
     """Instantiate the backend named by ``cfg.backend``; ``options`` go to its constructor
-    (e.g. ``budget=`` for the API backends)."""
+    (e.g. ``budget=`` for the API backends). An API engine with ``batch`` set becomes a
+    :class:`~mentalchat.engine.batch.BatchEngine` (its batches kept in memory: stages that own a
+    run folder call the batch driver with a journal there instead)."""
+    if cfg.batch is not None and cfg.is_http:
+        from mentalchat.engine.batch import BatchEngine
+
+        return BatchEngine(cfg, **options)
     return backend_class(cfg.backend)(cfg, **options)

@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from mentalchat.config import StrictModel
+from mentalchat.engine.batch_config import BatchSetting
 from mentalchat.engine.capabilities import CapabilityOverrides
 from mentalchat.engine.types import SamplingConfig
 
@@ -95,6 +96,7 @@ class EngineConfig(StrictModel):
     capabilities: CapabilityOverrides | None = Field(
         None, description="what the model accepts, where the built-in table (engine.capabilities) is wrong"
     )
+    batch: BatchSetting = Field(None, description="API backends: true (or options) sends calls through the batch API")
 
     @model_validator(mode="after")
     def _defaults(self) -> EngineConfig:

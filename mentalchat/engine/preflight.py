@@ -112,7 +112,10 @@ def run_preflight(
     for check in checks:
         by_engine.setdefault(check.engine_name, []).append(check)
     for engine_checks in by_engine.values():
+        # Checked online even for batch engines: one call must not wait for a batch window.
         cfg = engine_checks[0].engine
+        if getattr(cfg, "batch", None) is not None:
+            cfg = cfg.model_copy(update={"batch": None})
         options = engine_options if cfg.is_http else {}
         with create_engine(cfg, **options) as engine:
             out = engine.chat_batch([c.request for c in engine_checks])

@@ -9,6 +9,10 @@ includes "thinking" tokens, which Google bills as output.
 
 Before a call, its size is estimated (:func:`estimate_tokens`) the same way everywhere: the HTTP
 engines reserve budget with it, and the stages' dry runs print costs from it.
+
+Batch APIs (OpenAI Batch, Gemini batch mode) bill half the online list price for the same tokens:
+:data:`BATCH_PRICE_FACTOR`, overridden per engine by ``batch.price_factor``; :func:`engine_price`
+returns the batch price for an engine with ``batch`` set, so estimates and budgets follow it.
 """
 
 from __future__ import annotations
@@ -21,9 +25,11 @@ from mentalchat.engine.config import EngineConfig
 from mentalchat.engine.types import ChatRequest
 
 __all__ = [
+    "BATCH_PRICE_FACTOR",
     "PRICES",
     "SCHEMA_TOKENS",
     "Price",
+    "batch_price",
     "call_cost",
     "engine_price",
     "engine_price_known",
@@ -141,6 +147,18 @@ def resolve_price(cfg: EngineConfig, base_url: str | None) -> Price:
     return p_in, p_out
 
 
+#: Batch-API price as a share of the online price (OpenAI and Google both bill batches at 50%).
+BATCH_PRICE_FACTOR: dict[str, float] = {"openai": 0.5, "gemini": 0.5}
+
+
+def batch_price(cfg: EngineConfig, online: Price) -> Price:
+    """What a batch call of ``cfg`` costs given its online price: ``batch.price_factor`` or the provider's."""
+    factor = cfg.batch.price_factor if cfg.batch is not None else None
+    if factor is None:
+        factor = BATCH_PRICE_FACTOR.get(cfg.backend, 1.0)
+    return (online[0] * factor, online[1] * factor)
+
+
 def call_cost(price: Price, tokens_in: int, tokens_out: int) -> float:
     return (tokens_in * price[0] + tokens_out * price[1]) / 1_000_000
 
@@ -160,7 +178,7 @@ def estimate_tokens(request: ChatRequest) -> int:
 
 
 def engine_price(cfg: EngineConfig) -> Price:
-    """The (in, out) price an engine's calls are charged at (see :func:`resolve_price`).
+    """The (in, out) price an engine's calls are charged at (see :func:`resolve_price`; batch price with ``batch``).
 
     Local backends (vLLM, transformers) cost what the config says, else nothing; API backends
     resolve their endpoint as the engine would (``base_url`` or the provider's base-URL variable).
@@ -169,7 +187,8 @@ def engine_price(cfg: EngineConfig) -> Price:
         return (cfg.price_in_per_mtok or 0.0, cfg.price_out_per_mtok or 0.0)
     from mentalchat.engine.base import backend_class
 
-    return resolve_price(cfg, backend_class(cfg.backend).resolve_base_url(cfg))
+    online = resolve_price(cfg, backend_class(cfg.backend).resolve_base_url(cfg))
+    return batch_price(cfg, online) if cfg.batch is not None else online
 
 
 def engine_price_known(cfg: EngineConfig) -> bool:

@@ -6,7 +6,10 @@ threads (the engine's limiter keeps the provider's limits). With ``executor: ray
 Ray Dataset over the cluster, every worker's engine sharing one limiter actor per provider, in
 waves whose worst-case cost is reserved on the run's budget first. Finished results go to a sink
 as they arrive, so the progress store keeps what a crash would otherwise lose. Judges with
-``serve`` get a local vLLM OpenAI server for the length of the run.
+``serve`` get a local vLLM OpenAI server for the length of the run. Engines with ``batch`` set
+send all their requests through the provider's batch API instead (:mod:`mentalchat.engine.batch`),
+with the batch ids journaled in the run folder (``_batches/<engine>.json``) so a restarted run
+collects its batches rather than paying for them again.
 """
 
 from __future__ import annotations
@@ -26,9 +29,10 @@ from mentalchat.engine.types import ChatRequest, ChatResult
 from mentalchat.judge.config import JudgeConfig, JudgeSpec
 from mentalchat.judge.plan import RequestPlan
 
-__all__ = ["CACHE_DIR", "ResultSink", "engine_config_for_run", "execute", "serve_local_judges"]
+__all__ = ["BATCH_DIR", "CACHE_DIR", "ResultSink", "engine_config_for_run", "execute", "serve_local_judges"]
 
 CACHE_DIR = "_cache"
+BATCH_DIR = "_batches"
 
 ResultSink = Callable[[list[ChatResult]], None]
 
@@ -41,7 +45,7 @@ def engine_config_for_run(cfg: JudgeConfig, judge: JudgeSpec, engine_cfg: Engine
     """
     update: dict[str, Any] = {}
     if engine_cfg.cache_dir is None:
-        update["cache_dir"] = str(output / CACHE_DIR / re.sub(r"[^A-Za-z0-9_.-]+", "-", judge.engine))
+        update["cache_dir"] = str(output / CACHE_DIR / _safe_name(judge.engine))
     if judge.serve and not engine_cfg.base_url:  # served here: local, free unless priced explicitly
         update["price_in_per_mtok"] = engine_cfg.price_in_per_mtok or 0.0
         update["price_out_per_mtok"] = engine_cfg.price_out_per_mtok or 0.0
@@ -53,6 +57,10 @@ def engine_config_for_run(cfg: JudgeConfig, judge: JudgeSpec, engine_cfg: Engine
         if engine_cfg.is_http and cfg.cluster_limiter:
             update["http"] = engine_cfg.http.model_copy(update={"cluster_limiter": True})
     return engine_cfg.model_copy(update=update) if update else engine_cfg
+
+
+def _safe_name(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", name)
 
 
 def _chunks(seq: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
@@ -143,6 +151,22 @@ def _execute_ray(
     return []
 
 
+def _execute_batch(
+    engine_cfg: EngineConfig,
+    requests: list[ChatRequest],
+    budget: BudgetGuard | None,
+    sink: ResultSink,
+    stop: threading.Event,
+    journal: Path | None,
+    on_batch: Callable[[Any], None] | None,
+) -> list[ChatRequest]:
+    """All of an engine's requests through its batch API; each collected batch goes to the sink."""
+    from mentalchat.engine.batch import run_batch
+
+    run_batch(requests, engine_cfg, journal=journal, budget=budget, sink=sink, stop=stop, on_progress=on_batch)
+    return []  # budget refusals came back through the sink as results
+
+
 def execute(
     cfg: JudgeConfig,
     engines: dict[str, EngineConfig],
@@ -150,14 +174,24 @@ def execute(
     budget: BudgetGuard | None,
     sink: ResultSink,
     stop: threading.Event,
+    *,
+    batch_dir: Path | None = None,
+    on_batch: Callable[[Any], None] | None = None,
 ) -> list[ChatRequest]:
-    """Run every engine's requests at once (one thread per engine); returns the requests not made (budget)."""
+    """Run every engine's requests at once (one thread per engine); returns the requests not made (budget).
+
+    ``batch_dir`` holds the batch journals of engines with ``batch`` set (None: kept in memory);
+    ``on_batch`` hears their progress (:class:`mentalchat.engine.batch.BatchProgress`).
+    """
     skipped: list[ChatRequest] = []
     with ThreadPoolExecutor(max_workers=max(1, len(work.requests)), thread_name_prefix="judge-engine") as pool:
         futures = []
         for engine_name, reqs in work.requests.items():
             ecfg = engines[engine_name]
-            if cfg.executor == "ray":
+            if ecfg.batch is not None and ecfg.is_http:
+                journal = batch_dir / f"{_safe_name(engine_name)}.json" if batch_dir is not None else None
+                futures.append(pool.submit(_execute_batch, ecfg, reqs, budget, sink, stop, journal, on_batch))
+            elif cfg.executor == "ray":
                 futures.append(pool.submit(
                     _execute_ray, ecfg, reqs, work.worst_case, budget, sink, cfg.ray_batch_size, stop
                 ))

@@ -28,7 +28,7 @@ from mentalchat.engine.pricing import engine_price_known
 from mentalchat.engine.types import ChatResult
 from mentalchat.io import DONE_MARKER, write_done_marker, write_json_atomic
 from mentalchat.judge.config import JudgeConfig
-from mentalchat.judge.execute import engine_config_for_run, execute, serve_local_judges
+from mentalchat.judge.execute import BATCH_DIR, engine_config_for_run, execute, serve_local_judges
 from mentalchat.judge.items import WorkItem
 from mentalchat.judge.plan import RequestPlan, build_requests, load_answers, plan_items
 from mentalchat.judge.publish import publish, reply_unreadable
@@ -162,8 +162,12 @@ def run_judge(
                 summary.preflight = True
                 done_ids = {r.id for r in first}
                 work = _without(work, done_ids)
-            skipped = execute(cfg, engines, work, budget, sink, stop)
-            summary.reasked = _ask_again(cfg, plan, engines, store, items, budget, stop, sink, set(refused))
+            batch_kw: dict[str, Any] = {
+                "batch_dir": output / BATCH_DIR,
+                "on_batch": lambda p: bar.set_description_str(f"judging ({p.line()})", refresh=False),
+            }
+            skipped = execute(cfg, engines, work, budget, sink, stop, **batch_kw)
+            summary.reasked = _ask_again(cfg, plan, engines, store, items, budget, stop, sink, set(refused), **batch_kw)
         except BaseException:
             stop.set()
             raise
@@ -240,6 +244,7 @@ def _ask_again(
     stop: threading.Event,
     sink: Callable[[list[ChatResult]], None],
     refused: set[str],
+    **execute_kw: Any,
 ) -> int:
     """Call again (past the cache) for replies that could not be read, up to ``parse_retries`` times.
 
@@ -270,7 +275,7 @@ def _ask_again(
                 }))
             sink(out)
 
-        skipped = execute(cfg, engines, redo, budget, merged, stop)
+        skipped = execute(cfg, engines, redo, budget, merged, stop, **execute_kw)
         refused |= {r.id for r in skipped}
     return total
 

@@ -234,3 +234,23 @@ def test_preflight_stops_a_synthetic_build_with_a_wrong_key(tmp_path: Path, monk
             build_dataset(cfg, tmp_path / "ds", echo=lambda m: None)
         assert srv.count() == 1
     assert not (tmp_path / "ds").exists()
+
+
+def test_batch_mode_builds_the_same_dataset_at_half_the_cost(tmp_path: Path) -> None:
+    from mentalchat.engine.batch_config import BatchOptions
+    from mentalchat.engine.batch_journal import BatchJournal
+    from mentalchat.testing.fault_server.batch_jobs import BatchSettings
+
+    with FaultServer(responder=responder, batch=BatchSettings(validate_s=0.02, process_s=0.1)) as srv:
+        online = build_dataset(_cfg(srv, tmp_path), tmp_path / "online", echo=lambda m: None)
+        n_online = len(srv.requests)
+        cfg = _cfg(srv, tmp_path)
+        cfg.engines["syn"] = cfg.engines["syn"].model_copy(update={"batch": BatchOptions(poll_interval_s=0.02)})
+        batch = build_dataset(cfg, tmp_path / "batch", echo=lambda m: None)
+        calls = srv.requests[n_online:]
+        assert srv.batches.creates == 2  # one batch per step, not one per chunk
+    assert {r.protocol for r in calls} == {"openai_batch"}
+    assert batch["pairs"] == online["pairs"] > 0
+    assert batch["synthetic"]["cost_usd"] == pytest.approx(0.5 * online["synthetic"]["cost_usd"])
+    (journal,) = default_work_dir(tmp_path / "batch").rglob("_batches.json")
+    assert [r.status for r in BatchJournal(journal).records()] == ["collected", "collected"]

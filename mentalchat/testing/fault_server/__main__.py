@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import os
 
+from mentalchat.testing.fault_server.batch_jobs import BatchSettings
 from mentalchat.testing.fault_server.faults import _parse_fault_rates
 from mentalchat.testing.fault_server.provider_rules import ProviderRules
 from mentalchat.testing.fault_server.server import FaultServer
@@ -45,6 +46,12 @@ def main(argv: list[str] | None = None) -> None:
                     help="refuse what the real APIs refuse (capability errors, real key-error bodies)")
     ap.add_argument("--retired", action="store_true", help="with --real-rules: 404 for models the providers shut down")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--batch-validate-s", type=float, default=0.05, help="batch jobs: seconds validating")
+    ap.add_argument("--batch-process-s", type=float, default=0.2, help="batch jobs: seconds in progress")
+    ap.add_argument("--batch-finalize-s", type=float, default=0.05, help="batch jobs: seconds finalizing")
+    ap.add_argument("--batch-expire-s", type=float, default=None, help="batch jobs expire after this many seconds")
+    ap.add_argument("--batch-item-fault", action="append", default=[], metavar="KIND=P",
+                    help="random fault of a batch line, e.g. 500=0.05")
     args = ap.parse_args(argv)
 
     api_key = os.environ.get(args.api_key_env) if args.api_key_env else None
@@ -64,6 +71,9 @@ def main(argv: list[str] | None = None) -> None:
         models=args.models.split(",") if args.models else None,
         rules=ProviderRules(retirements=args.retired) if args.real_rules else None,
         seed=args.seed,
+        batch=BatchSettings(validate_s=args.batch_validate_s, process_s=args.batch_process_s,
+                            finalize_s=args.batch_finalize_s, expire_after_s=args.batch_expire_s,
+                            item_fault_rates=_parse_fault_rates(args.batch_item_fault), seed=args.seed),
     )
 
     async def run() -> None:

@@ -44,7 +44,8 @@ except ImportError as exc:  # aiohttp is a test/benchmark dependency, not a runt
     ) from exc
 
 from mentalchat.engine.token_bucket import TokenBucket
-from mentalchat.testing.fault_server import gemini_protocol, openai_protocol
+from mentalchat.testing.fault_server import gemini_batch, gemini_protocol, openai_batch, openai_protocol
+from mentalchat.testing.fault_server.batch_jobs import BatchBook, BatchSettings
 from mentalchat.testing.fault_server.faults import Fault, _fmt_seconds
 from mentalchat.testing.fault_server.provider_rules import ProviderRules, bad_key_error, quota_error
 from mentalchat.testing.fault_server.records import _SECRET_HEADERS, RequestRecord, _messages_of
@@ -75,6 +76,8 @@ class FaultServer:
         rules: refuse what the real APIs refuse (capability errors, retired models, real key-error
             bodies; :class:`~.provider_rules.ProviderRules`); None accepts any request.
         seed: seeds jitter and random faults.
+        batch: how simulated batch jobs progress and fail (OpenAI Batch and Gemini batch mode,
+            :mod:`.batch_jobs`); the jobs and files are :attr:`batches`.
     """
 
     def __init__(
@@ -98,6 +101,7 @@ class FaultServer:
         refusal_text: str = "I can't help with that request.",
         rules: ProviderRules | None = None,
         seed: int = 0,
+        batch: BatchSettings | None = None,
     ) -> None:
         if rpm is not None and rps is not None:
             raise ValueError("give rpm or rps, not both")
@@ -131,6 +135,7 @@ class FaultServer:
         self._started = threading.Event()
         self._start_error: BaseException | None = None
         self.port: int = port
+        self.batches = BatchBook(self, batch)
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -189,6 +194,8 @@ class FaultServer:
         app.router.add_post("/v1/chat/completions", self._openai)
         app.router.add_post("/chat/completions", self._openai)
         app.router.add_get("/v1/models", self._list_models)
+        openai_batch.add_routes(app, self)
+        gemini_batch.add_routes(app, self)  # before the generic models/{model}:{action} route
         app.router.add_post("/{version}/models/{model_action}", self._gemini)
         self._runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
