@@ -209,6 +209,18 @@ def figures_gpu_qlora(stdout: str, out: dict | None) -> tuple[list[Figure], Any]
     return figs, out
 
 
+def figures_judge_provider_scale(stdout: str, out: dict | None) -> tuple[list[Figure], Any]:
+    """The paper-scale sweep against TPM/RPM limits and heavy-tailed latency: our share, lost, the baseline's."""
+    if not out or "mentalchat_of_ceiling" not in out:
+        return [], out
+    figs = [Figure.check(f"paper-scale judge sweep ({out['calls']} calls, {out['binding']} binds), share of the ceiling",
+                         out["mentalchat_of_ceiling"], ">=", 0.97),
+            Figure.check("paper-scale judge sweep, judgments lost", out["mentalchat_lost"], "<=", 0)]
+    if "baseline_of_ceiling" in out:
+        figs.append(Figure("paper-scale, FastChat-style loop, share of the ceiling", out["baseline_of_ceiling"]))
+    return figs, out
+
+
 def figures_deid_external(stdout: str, out: dict | None) -> tuple[list[Figure], Any]:
     """Per set: mentalchat's value recall, its lowest key-category recall and its margin over
     philter-lite; over all sets: the most non-PHI words removed and the fewest pages per CPU second."""
@@ -254,6 +266,8 @@ SUITE = [
           figures_train_throughput, out_flag=True),
     Bench("judge_throughput", [], ["--items", "100", "--rps", "20", "--latency-ms", "200"],
           figures_judge_throughput, ok_codes=(0, 1)),
+    Bench("judge_provider_scale", [], ["--models", "8", "--questions", "50", "--skip-baseline"],
+          figures_judge_provider_scale, out_flag=True, ok_codes=(0, 1)),
     Bench("stats_scale", [], ["--rows", "50000", "200000", "--bootstrap", "200"], figures_stats_scale),
     Bench("deid_external", [], ["--quick"], figures_deid_external, out_flag=True),
     Bench("gpu_qlora", [], ["--steps", "2", "--steps-b", "4", "--warmup", "1"], figures_gpu_qlora,

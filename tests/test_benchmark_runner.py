@@ -111,3 +111,13 @@ def test_deid_external_figures_per_set_and_worst_over_sets() -> None:
     assert slow.value == 9.5 and slow.met is False
     assert "worst_leaks" not in slim["sets"]["presidio"]["mentalchat"]
     assert ra.figures_deid_external("", None) == ([], None)
+
+
+def test_judge_provider_scale_figures() -> None:
+    figures_judge_provider_scale = _run_all().figures_judge_provider_scale
+    out = {"calls": 12400, "binding": "tokens/min", "mentalchat_of_ceiling": 0.965, "mentalchat_lost": 0,
+           "baseline_of_ceiling": 0.9}
+    figs, _ = figures_judge_provider_scale("", out)
+    assert [f.met for f in figs[:2]] == [False, True]  # 0.965 misses the 0.97 goal; nothing lost
+    assert figs[2].value == 0.9
+    assert figures_judge_provider_scale("", None) == ([], None)

@@ -36,6 +36,11 @@ class HTTPOptions(StrictModel):
     min_concurrency: int = Field(1, ge=1)
     requests_per_minute: float | None = Field(None, gt=0)
     tokens_per_minute: float | None = Field(None, gt=0)
+    tokens_counted: Literal["admission", "usage"] = Field(
+        "admission",
+        description="how the provider counts tokens per minute: at admission (prompt ~chars/4 + max_tokens, "
+        "never refunded: OpenAI's documented rule) or by the tokens a call used",
+    )
     timeout_s: float = Field(120.0, gt=0)
     max_retries: int = Field(6, ge=0)
     backoff_base_s: float = Field(1.0, ge=0)

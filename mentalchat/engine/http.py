@@ -43,7 +43,14 @@ from mentalchat.engine.capabilities import Downgrade, RequestShape, capabilities
 from mentalchat.engine.config import EngineConfig
 from mentalchat.engine.limiter import AsyncLimiter, ClusterLimiter, get_limiter, limiter_name
 from mentalchat.engine.loop import run_on_loop, run_sync
-from mentalchat.engine.pricing import call_cost, estimate_tokens, is_local_url, price_is_known, resolve_price
+from mentalchat.engine.pricing import (
+    admission_tokens,
+    call_cost,
+    estimate_tokens,
+    is_local_url,
+    price_is_known,
+    resolve_price,
+)
 from mentalchat.engine.retry import CallError, RetryPolicy
 from mentalchat.engine.types import ChatRequest, ChatResult, ErrorKind, SamplingConfig, request_key
 from mentalchat.secrets import Scrubber
@@ -349,8 +356,9 @@ class HTTPEngine(Engine):
         attempts = 0
         while True:
             # Reserve budget only once admitted by the limiter, so queued requests hold no budget.
-            async with self._limiter.slot(est_in + est_out) as slot:
-                slot.tokens_used = 0
+            admit = admission_tokens(request, est_out)
+            async with self._limiter.slot(admit) as slot:
+                slot.tokens_used = 0  # a refused or failed call counts nothing
                 async with self._reservation(est_in, est_out) as budget:
                     if not budget.admitted:
                         slot.outcome = "error"
@@ -364,7 +372,7 @@ class HTTPEngine(Engine):
                         t_in = raw.tokens_in if raw.tokens_in is not None else est_in
                         t_out = raw.tokens_out if raw.tokens_out is not None else math.ceil(len(raw.text or "") / 4)
                         budget.actual = call_cost(self.price, t_in, t_out)
-                        slot.tokens_used = t_in + t_out
+                        slot.tokens_used = admit if self.cfg.http.tokens_counted == "admission" else t_in + t_out
                     else:
                         assert err is not None
                         slot.outcome = err.outcome

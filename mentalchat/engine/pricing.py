@@ -33,6 +33,7 @@ __all__ = [
     "call_cost",
     "engine_price",
     "engine_price_known",
+    "admission_tokens",
     "estimate_tokens",
     "is_local_url",
     "price_for",
@@ -175,6 +176,16 @@ def estimate_tokens(request: ChatRequest) -> int:
     """
     chars = sum(len(m.content) for m in request.messages)
     return math.ceil(chars / 4) + 4 * len(request.messages) + (SCHEMA_TOKENS if request.json_schema else 0)
+
+
+def admission_tokens(request: ChatRequest, max_tokens: int) -> int:
+    """What a provider counts against a tokens-per-minute limit when a call arrives.
+
+    OpenAI documents its rule as the prompt estimated from its characters plus ``max_tokens``;
+    the limiter charges the same, so it paces at the provider's own count (not the budget's
+    more cautious :func:`estimate_tokens`).
+    """
+    return math.ceil(sum(len(m.content) for m in request.messages) / 4) + max_tokens
 
 
 def engine_price(cfg: EngineConfig) -> Price:

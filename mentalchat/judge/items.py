@@ -8,6 +8,7 @@ and skips what is done, while a changed answer or prompt version is a new item.
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import json
 from collections.abc import Callable
@@ -55,8 +56,8 @@ class WorkItem:
     explanation_max_chars: int | None = field(default=None, compare=False)
     extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
-    @property
-    def id(self) -> str:
+    @functools.cached_property
+    def id(self) -> str:  # noqa: A003 - hashed once per item: a sweep asks for it many times
         return item_id(
             self.kind, self.judge, self.prompt_version, self.question_id, self.model, self.answer, self.variant
         )
@@ -82,6 +83,15 @@ def make_renderer(prompt: PromptSpec, *, structured: bool) -> PromptRenderer:
     return render
 
 
+@functools.lru_cache(maxsize=16)
+def _judgment_schema(explanation_max_chars: int | None) -> dict[str, Any]:
+    """One schema object per length cap, shared by the sweep's requests (nothing mutates it after this)."""
+    schema = judgment_json_schema()
+    if explanation_max_chars:
+        schema["properties"]["explanation"]["maxLength"] = explanation_max_chars
+    return schema
+
+
 def build_request(
     item: WorkItem, renderers: dict[tuple[str, bool], PromptRenderer], sampling: SamplingConfig
 ) -> ChatRequest:
@@ -93,9 +103,7 @@ def build_request(
             schema["properties"]["reason"]["maxLength"] = item.explanation_max_chars
     else:
         messages = renderers[(item.prompt_version, item.structured)](item.question, item.answer)
-        schema = judgment_json_schema() if item.structured else None
-        if schema is not None and item.explanation_max_chars:
-            schema["properties"]["explanation"]["maxLength"] = item.explanation_max_chars
+        schema = _judgment_schema(item.explanation_max_chars) if item.structured else None
     if item.kind == "repeat":
         sampling = sampling.model_copy(update={"seed": 7919 * (item.variant + 1)})
     return ChatRequest(id=item.id, messages=messages, sampling=sampling, json_schema=schema)

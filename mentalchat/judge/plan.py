@@ -186,11 +186,12 @@ def build_requests(
     """Requests and estimates for ``pending`` items (typical output: ``cfg.est_output_tokens``)."""
     out = RequestPlan()
     judge_sampling = {cfg.judge_label(j): j.sampling for j in cfg.judges}
+    prices = {name: engine_price(ecfg) for name, ecfg in engines.items()}  # once per engine, not per item
     for it in pending:
         ecfg = engines[it.engine]
         req = build_request(it, plan.renderers, judge_sampling.get(it.judge) or ecfg.sampling)
         out.requests[it.engine].append(req)
-        price = engine_price(ecfg)
+        price = prices[it.engine]
         t_in = estimate_tokens(req)
         max_out = (req.sampling or ecfg.sampling).max_tokens
         t_out = min(cfg.est_output_tokens, max_out)
