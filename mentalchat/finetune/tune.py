@@ -377,7 +377,14 @@ def run_finetune(
     plan = plan_experiment(cfg, dataset, output, benchmark=benchmark)
     log.info("finetune %s: %d trials, storage %s", plan.name, len(plan.trials), plan.storage_path)
     _ensure_ray()
-    results = _run_tuner(plan)
+    try:
+        results = _run_tuner(plan)
+    finally:
+        # The run is over: whatever trials' worker groups still hold goes back to the cluster, so
+        # the next work in this driver (generate, another test) is not left waiting for CPUs.
+        freed = release_trial_placement_groups()
+        if freed:
+            log.info("finetune %s: released %g CPUs still held by finished trials' placement groups", plan.name, freed)
 
     by_key = {p.key: p for p in plan.trials}
     failures, done = [], {}
