@@ -1,0 +1,65 @@
+"""The stall watchdog: no progress while Ray has unmet demands becomes an error (no Ray needed)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from mentalchat.core.watchdog import ResourceStallError, StallWatchdog, stall_timeout
+from mentalchat.errors import StageError, UsageError
+
+
+def _blocked_until(event: threading.Event, limit_s: float = 10.0) -> None:
+    """Stand-in for a Ray Data iterator that never yields: waits until 'interrupted'."""
+    event.wait(limit_s)
+    if event.is_set():
+        raise KeyboardInterrupt
+
+
+def test_no_progress_while_resources_are_pending_raises_naming_them() -> None:
+    interrupted = threading.Event()
+    start = time.monotonic()
+    dog = StallWatchdog("dataset", hint="Check dataset.interview.deid_cpus.", timeout_s=0.3, poll_s=0.05,
+                        probe=lambda: "1 x {CPU: 2}", interrupt=interrupted.set)
+    with pytest.raises(ResourceStallError) as err, dog:
+        _blocked_until(interrupted)
+    assert time.monotonic() - start < 5
+    msg = str(err.value)
+    assert "pending: 1 x {CPU: 2}" in msg and "dataset.interview.deid_cpus" in msg
+    assert "MENTALCHAT_STALL_TIMEOUT_S" in msg
+    assert isinstance(err.value, StageError)
+
+
+def test_slow_work_with_nothing_pending_is_left_alone() -> None:
+    interrupted = threading.Event()
+    with StallWatchdog("generate", timeout_s=0.2, poll_s=0.05, probe=lambda: "", interrupt=interrupted.set):
+        time.sleep(0.6)
+    assert not interrupted.is_set()
+
+
+def test_unknown_demands_do_not_fire() -> None:
+    interrupted = threading.Event()
+    with StallWatchdog("generate", timeout_s=0.2, poll_s=0.05, probe=lambda: None, interrupt=interrupted.set):
+        time.sleep(0.6)
+    assert not interrupted.is_set()
+
+
+def test_progress_keeps_it_quiet_even_with_demands_pending() -> None:
+    interrupted = threading.Event()
+    with StallWatchdog("judge", timeout_s=0.3, poll_s=0.05, probe=lambda: "4 x {CPU: 1}",
+                       interrupt=interrupted.set) as dog:
+        for _ in dog.watch(range(12)):
+            time.sleep(0.1)  # 1.2 s in all, a tick every 0.1 s
+    assert not interrupted.is_set()
+
+
+def test_timeout_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MENTALCHAT_STALL_TIMEOUT_S", "42")
+    assert stall_timeout() == 42.0
+    monkeypatch.setenv("MENTALCHAT_STALL_TIMEOUT_S", "0")
+    assert StallWatchdog("s").timeout_s == 0  # off: no thread
+    monkeypatch.setenv("MENTALCHAT_STALL_TIMEOUT_S", "soon")
+    with pytest.raises(UsageError, match="MENTALCHAT_STALL_TIMEOUT_S"):
+        stall_timeout()
