@@ -6,7 +6,7 @@ placement group left behind by an earlier stage. Ray then waits without a word. 
 :class:`StallWatchdog` runs a thread beside the stage's Ray work; the stage calls :meth:`tick` as
 results arrive (a Ray Data iterator's batches, a Tune trial's reports). When nothing has arrived
 for ``timeout_s`` and for the whole of that time the cluster reported resource demands it could
-not meet, the watchdog interrupts the main thread, and leaving the ``with`` block raises
+not meet (and launched no node for them), the watchdog interrupts the main thread, and leaving the ``with`` block raises
 :class:`ResourceStallError` naming what was pending and the setting to change.
 
 ``MENTALCHAT_STALL_TIMEOUT_S`` sets the timeout (default 300 s; ``0`` turns the watchdog off).
@@ -57,7 +57,10 @@ def stall_timeout() -> float:
 
 
 def pending_demands() -> str | None:
-    """Unmet task/actor and placement-group demands of the connected cluster (Ray's autoscaler state)."""
+    """Unmet task/actor and placement-group demands of the connected cluster (Ray's autoscaler state).
+
+    "" while the autoscaler is launching nodes (cold GPU nodes take minutes), None when unknown.
+    """
     try:
         import ray
         from ray.autoscaler.v2.sdk import get_cluster_status
@@ -66,6 +69,8 @@ def pending_demands() -> str | None:
     except Exception as exc:  # noqa: BLE001 - unknown is not "nothing pending"
         log.debug("cannot read the cluster's resource demands: %s", exc)
         return None
+    if status.pending_launches or status.pending_nodes:
+        return ""  # the autoscaler is bringing nodes up: waiting for them is not a stall
     demands = status.resource_demands
     parts = []
     for demand in [*demands.ray_task_actor_demand, *demands.placement_group_demand]:

@@ -307,7 +307,7 @@ def run_on_dataset(
             kwargs["num_gpus"] = opts.gpus_per_replica
         if opts.accelerator_type:
             kwargs["accelerator_type"] = opts.accelerator_type
-    if threads:
+    if threads and "OMP_NUM_THREADS" not in os.environ:  # a thread count set by the user wins
         kwargs["runtime_env"] = {"env_vars": {"OMP_NUM_THREADS": str(threads)}}
     return ds.map_batches(
         actor_cls or EngineActor,

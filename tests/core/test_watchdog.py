@@ -63,3 +63,24 @@ def test_timeout_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("MENTALCHAT_STALL_TIMEOUT_S", "soon")
     with pytest.raises(UsageError, match="MENTALCHAT_STALL_TIMEOUT_S"):
         stall_timeout()
+
+
+@pytest.mark.slow
+def test_a_ray_data_pool_that_never_fits_fails_instead_of_hanging(ray_cluster) -> None:
+    """Real Ray: an actor asking for more CPUs than any node has (the check bypassed) → the error."""
+    import ray.data
+
+    class Echo:
+        def __call__(self, batch):
+            return batch
+
+    total = ray_cluster.cluster_resources().get("CPU", 1.0)
+    ds = ray.data.range(4).map_batches(Echo, compute=ray.data.ActorPoolStrategy(size=1), num_cpus=total + 4)
+    start = time.monotonic()
+    with pytest.raises(ResourceStallError, match=r"pending: .*CPU"), StallWatchdog(
+            "test", timeout_s=6, poll_s=1) as dog:
+        for _ in dog.watch(ds.iter_rows()):
+            pass
+    assert time.monotonic() - start < 60
+    # the cluster is usable afterwards
+    assert ray.data.range(3).map_batches(Echo, compute=ray.data.ActorPoolStrategy(size=1), num_cpus=0.1).count() == 3
