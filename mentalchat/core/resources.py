@@ -116,6 +116,8 @@ class ClusterShape:
         """The connected cluster: alive nodes (``ray.nodes()``) and the autoscaler's node types, if any."""
         import ray
 
+        if not ray.is_initialized():
+            ray.init()  # what Ray Data and Tune would do on their first call anyway
         nodes = [NodeShape(n.get("NodeManagerAddress", n.get("NodeID", "?")), dict(n.get("Resources") or {}))
                  for n in ray.nodes() if n.get("Alive")]
         return cls(tuple(nodes + _autoscaler_node_types()))

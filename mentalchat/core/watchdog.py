@@ -102,6 +102,7 @@ class StallWatchdog:
         self._ticks = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._armed = True
         self.fired: str | None = None  # the error message, once it fired
 
     # -- the stage's side ---------------------------------------------------------------------------
@@ -119,6 +120,9 @@ class StallWatchdog:
 
     def __enter__(self) -> Self:
         self._last = time.monotonic()
+        if self._interrupt is _thread.interrupt_main and threading.current_thread() is not threading.main_thread():
+            # the interrupt would land in the main thread, not in this stage's wait: log only
+            self._armed = False
         if self.timeout_s > 0:
             self._thread = threading.Thread(target=self._run, name=f"stall-watchdog-{self.stage}", daemon=True)
             self._thread.start()
@@ -129,7 +133,7 @@ class StallWatchdog:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
-        if self.fired is not None:
+        if self.fired is not None and self._armed:
             raise ResourceStallError(self.fired) from exc
         return False
 
@@ -157,7 +161,8 @@ class StallWatchdog:
                     + f"`ray status` shows what holds the cluster; {STALL_ENV} sets how long to wait (0: forever)."
                 )
                 log.error("%s", self.fired)
-                self._interrupt()
+                if self._armed:
+                    self._interrupt()
                 return
             if not warned:
                 warned = True

@@ -84,3 +84,22 @@ def test_a_ray_data_pool_that_never_fits_fails_instead_of_hanging(ray_cluster) -
     assert time.monotonic() - start < 60
     # the cluster is usable afterwards
     assert ray.data.range(3).map_batches(Echo, compute=ray.data.ActorPoolStrategy(size=1), num_cpus=0.1).count() == 3
+
+
+def test_outside_the_main_thread_it_only_logs(caplog: pytest.LogCaptureFixture) -> None:
+    """interrupt_main would hit the main thread, not the stalled one: no interrupt, no error."""
+    outcome: list[object] = []
+
+    def stage() -> None:
+        try:
+            with StallWatchdog("judge", timeout_s=0.2, poll_s=0.05, probe=lambda: "1 x {CPU: 8}"):
+                time.sleep(0.8)
+            outcome.append("finished")
+        except BaseException as exc:  # noqa: BLE001
+            outcome.append(exc)
+
+    worker = threading.Thread(target=stage)
+    worker.start()
+    worker.join(10)
+    assert outcome == ["finished"]
+    assert any("no progress" in r.message for r in caplog.records)
