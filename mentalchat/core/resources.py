@@ -103,6 +103,9 @@ class ClusterShape:
     """The nodes a stage's bundles may land on."""
 
     nodes: tuple[NodeShape, ...]
+    #: An autoscaler may run whose node types are unknown (KubeRay's v1 autoscaler does not publish
+    #: them to the GCS): a missing resource may still come, so only the watchdog may stop the stage.
+    may_grow: bool = False
 
     @classmethod
     def of(cls, *nodes: Mapping[str, float], launchable: Iterable[tuple[Mapping[str, float], int]] = ()) -> ClusterShape:
@@ -113,14 +116,20 @@ class ClusterShape:
 
     @classmethod
     def from_ray(cls) -> ClusterShape:
-        """The connected cluster: alive nodes (``ray.nodes()``) and the autoscaler's node types, if any."""
+        """The connected cluster: alive nodes (``ray.nodes()``) and the node types an autoscaler may launch.
+
+        Node types come from the GCS (Ray's v2 autoscaler publishes them) or the launcher's bootstrap
+        config on the head; where neither has them and the cluster may still grow (KubeRay, or
+        ``MENTALCHAT_CLUSTER_MAY_GROW=1``), asks that do not fit are logged, not refused.
+        """
         import ray
 
         if not ray.is_initialized():
             ray.init()  # what Ray Data and Tune would do on their first call anyway
         nodes = [NodeShape(n.get("NodeManagerAddress", n.get("NodeID", "?")), dict(n.get("Resources") or {}))
                  for n in ray.nodes() if n.get("Alive")]
-        return cls(tuple(nodes + _autoscaler_node_types()))
+        types = _autoscaler_node_types() or _launcher_node_types()
+        return cls(tuple(nodes + types), may_grow=not types and _may_grow())
 
     def offers(self, resource: str) -> bool:
         return any(n.resources.get(resource, 0.0) > 0 for n in self.nodes)
@@ -157,6 +166,43 @@ def _autoscaler_node_types() -> list[NodeShape]:
         out.append(NodeShape(f"type {group.name}", dict(group.resources), launchable=True,
                              max_count=max_count if max_count > 0 else 1_000_000))
     return out
+
+
+#: ``ray up`` writes the cluster's config here on the head, where ``ray job submit`` runs drivers.
+LAUNCHER_CONFIG = "~/ray_bootstrap_config.yaml"
+#: ``1``: the cluster may grow in ways this check cannot see (only the watchdog stops a stage); ``0``: it cannot.
+MAY_GROW_ENV = "MENTALCHAT_CLUSTER_MAY_GROW"
+
+
+def _launcher_node_types(path: str = LAUNCHER_CONFIG) -> list[NodeShape]:
+    """Worker types of a cluster-launcher cluster, from its bootstrap config on the head; [] if none."""
+    file = os.path.expanduser(path)
+    if not os.path.isfile(file):
+        return []
+    try:
+        import yaml
+
+        with open(file, encoding="utf-8") as fh:
+            config = yaml.safe_load(fh) or {}
+        head = config.get("head_node_type")
+        out = []
+        for name, t in (config.get("available_node_types") or {}).items():
+            count = int(t.get("max_workers", config.get("max_workers", 0)) or 0)
+            if name != head and count > 0 and t.get("resources"):
+                out.append(NodeShape(f"type {name}", {k: float(v) for k, v in t["resources"].items()},
+                                     launchable=True, max_count=count))
+        return out
+    except Exception as exc:  # noqa: BLE001 - an unreadable file: live nodes only
+        log.debug("cannot read %s: %s", file, exc)
+        return []
+
+
+def _may_grow() -> bool:
+    """Whether an autoscaler whose node types are unknown may add nodes (KubeRay's v1 autoscaler)."""
+    flag = os.environ.get(MAY_GROW_ENV, "").strip()
+    if flag:
+        return flag not in ("0", "false", "no")
+    return "RAY_CLUSTER_NAME" in os.environ  # KubeRay sets it in every Ray container
 
 
 @dataclass
@@ -265,10 +311,18 @@ def fit_asks(asks: Sequence[Ask], cluster: ClusterShape, *, stage: str, allow_re
     CPU share to their floor; the other CPU reservations scaled down together.
     """
     asks = [a for a in asks if a.count > 0]
-    for ask in asks:
-        _check_single(ask, cluster, stage)
+    try:
+        for ask in asks:
+            _check_single(ask, cluster, stage)
+    except ResourceFitError as exc:
+        if not cluster.may_grow:
+            raise
+        log.warning("%s (not refused: an autoscaler may still add such a node; the stall watchdog is on)", exc)
+        return Fit(list(asks))
     failing = _pack(asks, cluster)
     if failing is None:
+        return Fit(list(asks))
+    if cluster.may_grow:  # more nodes may come: nothing to shrink for
         return Fit(list(asks))
     if not allow_resize:
         raise _joint_error(asks, failing, cluster, stage)

@@ -145,3 +145,40 @@ def test_check_off_passes_everything(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MENTALCHAT_RESOURCE_CHECK", "off")
     fit = ensure_fits([Ask("big", {"GPU": 8.0})], stage="s", cluster=LAPTOP)
     assert fit.asks[0].resources == {"GPU": 8.0}
+
+
+def test_an_autoscaler_with_unknown_node_types_only_warns(caplog: pytest.LogCaptureFixture) -> None:
+    """Ray's v1 autoscaler does not publish its node types: an A100 ask on a scaled-to-zero cluster may still come."""
+    from mentalchat.finetune.tune import check_trial_resources
+
+    growing = ClusterShape(LAPTOP.nodes, may_grow=True)
+    check_trial_resources([_finetune("scaling.accelerator_type=A100")], cluster=growing)
+    assert any("not refused" in r.message for r in caplog.records)
+
+
+def test_launcher_bootstrap_config_gives_the_node_types(tmp_path: Path) -> None:
+    """On a `ray up` head the driver reads the worker types from ~/ray_bootstrap_config.yaml."""
+    import shutil
+
+    from mentalchat.core.resources import _launcher_node_types
+    from mentalchat.finetune.tune import check_trial_resources
+
+    config = tmp_path / "ray_bootstrap_config.yaml"
+    shutil.copy(REPO / "cluster" / "launcher-aws-a100.yaml", config)
+    types = _launcher_node_types(str(config))
+    assert {t.name for t in types} == {"type a100_worker", "type cpu_worker"}
+    cluster = ClusterShape((LAPTOP.nodes[0], *types))
+    check_trial_resources([_finetune("scaling.accelerator_type=A100", "scaling.use_gpu=true")], cluster=cluster)
+    assert _launcher_node_types(str(tmp_path / "absent.yaml")) == []
+
+
+def test_may_grow_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mentalchat.core.resources import _may_grow
+
+    monkeypatch.delenv("RAY_CLUSTER_NAME", raising=False)
+    monkeypatch.delenv("MENTALCHAT_CLUSTER_MAY_GROW", raising=False)
+    assert not _may_grow()
+    monkeypatch.setenv("RAY_CLUSTER_NAME", "mentalchat")  # a KubeRay pod
+    assert _may_grow()
+    monkeypatch.setenv("MENTALCHAT_CLUSTER_MAY_GROW", "0")
+    assert not _may_grow()
