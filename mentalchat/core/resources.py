@@ -197,6 +197,11 @@ def _launcher_node_types(path: str = LAUNCHER_CONFIG) -> list[NodeShape]:
         return []
 
 
+def autoscaler_may_add_nodes() -> bool:
+    """A cluster launcher's head (its bootstrap config) or a KubeRay pod: nodes may come slowly, unannounced."""
+    return bool(_launcher_node_types()) or _may_grow()
+
+
 def _may_grow() -> bool:
     """Whether an autoscaler whose node types are unknown may add nodes (KubeRay's v1 autoscaler)."""
     flag = os.environ.get(MAY_GROW_ENV, "").strip()

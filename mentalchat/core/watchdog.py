@@ -9,7 +9,8 @@ for ``timeout_s`` and for the whole of that time the cluster reported resource d
 not meet (and launched no node for them), the watchdog interrupts the main thread, and leaving the ``with`` block raises
 :class:`ResourceStallError` naming what was pending and the setting to change.
 
-``MENTALCHAT_STALL_TIMEOUT_S`` sets the timeout (default 300 s; ``0`` turns the watchdog off).
+``MENTALCHAT_STALL_TIMEOUT_S`` sets the timeout (default 300 s, 1800 s on a launcher or KubeRay
+cluster; ``0`` turns the watchdog off).
 A stall with no pending demand (a slow model) is only logged: waiting on work is not waiting on Ray.
 """
 
@@ -32,6 +33,7 @@ log = logging.getLogger(__name__)
 
 STALL_ENV = "MENTALCHAT_STALL_TIMEOUT_S"
 DEFAULT_STALL_TIMEOUT_S = 300.0
+AUTOSCALING_STALL_TIMEOUT_S = 1800.0
 
 T = TypeVar("T")
 
@@ -44,9 +46,14 @@ class ResourceStallError(StageError):
 
 
 def stall_timeout() -> float:
+    """``MENTALCHAT_STALL_TIMEOUT_S``, else 300 s; 1800 s where an autoscaler may be starting nodes
+    that Ray does not report as launching (the launcher's and KubeRay's v1 autoscaler; cold GPU
+    nodes take many minutes)."""
     raw = os.environ.get(STALL_ENV, "").strip()
     if not raw:
-        return DEFAULT_STALL_TIMEOUT_S
+        from mentalchat.core.resources import autoscaler_may_add_nodes
+
+        return AUTOSCALING_STALL_TIMEOUT_S if autoscaler_may_add_nodes() else DEFAULT_STALL_TIMEOUT_S
     try:
         value = float(raw)
     except ValueError:

@@ -103,3 +103,13 @@ def test_outside_the_main_thread_it_only_logs(caplog: pytest.LogCaptureFixture) 
     worker.join(10)
     assert outcome == ["finished"]
     assert any("no progress" in r.message for r in caplog.records)
+
+
+def test_default_timeout_is_longer_where_an_autoscaler_may_be_adding_nodes(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MENTALCHAT_STALL_TIMEOUT_S", raising=False)
+    monkeypatch.delenv("MENTALCHAT_CLUSTER_MAY_GROW", raising=False)
+    monkeypatch.setenv("HOME", "/nonexistent-home")  # no ~/ray_bootstrap_config.yaml
+    monkeypatch.delenv("RAY_CLUSTER_NAME", raising=False)
+    assert stall_timeout() == 300.0
+    monkeypatch.setenv("RAY_CLUSTER_NAME", "mentalchat")
+    assert stall_timeout() == 1800.0
