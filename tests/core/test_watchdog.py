@@ -1,7 +1,8 @@
-"""The stall watchdog: no progress while Ray has unmet demands becomes an error (no Ray needed)."""
+"""The stall watchdog: no progress while Ray has unmet demands becomes an error (fakes; one slow test on real Ray)."""
 
 from __future__ import annotations
 
+import _thread
 import threading
 import time
 
@@ -77,10 +78,15 @@ def test_a_ray_data_pool_that_never_fits_fails_instead_of_hanging(ray_cluster) -
     total = ray_cluster.cluster_resources().get("CPU", 1.0)
     ds = ray.data.range(4).map_batches(Echo, compute=ray.data.ActorPoolStrategy(size=1), num_cpus=total + 4)
     start = time.monotonic()
-    with pytest.raises(ResourceStallError, match=r"pending: .*CPU"), StallWatchdog(
-            "test", timeout_s=6, poll_s=1) as dog:
-        for _ in dog.watch(ds.iter_rows()):
-            pass
+    guard = threading.Timer(120, _thread.interrupt_main)  # should the watchdog not fire: fail, do not hang
+    guard.start()
+    try:
+        with pytest.raises(ResourceStallError, match=r"pending: .*CPU"), StallWatchdog(
+                "test", timeout_s=6, poll_s=1) as dog:
+            for _ in dog.watch(ds.iter_rows()):
+                pass
+    finally:
+        guard.cancel()
     assert time.monotonic() - start < 60
     # the cluster is usable afterwards
     assert ray.data.range(3).map_batches(Echo, compute=ray.data.ActorPoolStrategy(size=1), num_cpus=0.1).count() == 3
