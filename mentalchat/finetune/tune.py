@@ -305,16 +305,29 @@ def _idle_cluster_probe(trial_cpus: float, n_trials: int) -> Callable[[], str | 
 
 
 def _tick_callback(dog: Any) -> Any:
+    """A Tune callback ticking ``dog`` on every trial start and report."""
     from ray.tune import Callback
 
-    class _Progress(Callback):
-        def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-            dog.tick()
+    return type("_WatchdogTicks", (_WatchdogTicks, Callback), {})(dog)
 
-        def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
-            dog.tick()
 
-    return _Progress()
+class _WatchdogTicks:
+    """Ticks the driver's watchdog. Tune pickles its callbacks with the experiment state; the
+    watchdog (a thread, locks) stays behind. Module level, so no closure drags it along."""
+
+    def __init__(self, dog: Any) -> None:
+        self.dog = dog
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"dog": None}
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        if self.dog is not None:
+            self.dog.tick()
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        if self.dog is not None:
+            self.dog.tick()
 
 
 def _run_tuner(plan: ExperimentPlan) -> Any:
