@@ -31,6 +31,7 @@ from typing import Any
 from mentalchat.config import ConfigError, config_hash
 from mentalchat.core.crisis_rules import audit_pair
 from mentalchat.core.released_data import pair_id  # one content hash for built and imported pairs
+from mentalchat.core.resources import Ask, ClusterShape, ensure_fits
 from mentalchat.dataset import paraphrase
 from mentalchat.dataset.config import DatasetConfig, DeidConfig, engine_is_local
 from mentalchat.dataset.readers import read_transcripts
@@ -173,20 +174,25 @@ def run_interview(
     else:
         import ray.data
 
+        from mentalchat.core.watchdog import StallWatchdog
         from mentalchat.engine import run_on_dataset
 
-        ds = ray.data.from_items(items, override_num_blocks=max(1, min(len(items), 4 * icfg.deid_actors)))
+        deid_ask, engine_cfg, threads, post_ask = fit_interview(cfg, engine_cfg, echo=echo)
+        ds = ray.data.from_items(items, override_num_blocks=max(1, min(len(items), 4 * deid_ask.count)))
         ds = ds.map_batches(
             DeidStage, fn_constructor_kwargs=deid_kwargs,
-            compute=ray.data.ActorPoolStrategy(size=icfg.deid_actors),
-            batch_size=1, batch_format="pandas", num_cpus=icfg.deid_cpus,
+            compute=ray.data.ActorPoolStrategy(size=deid_ask.count),
+            batch_size=1, batch_format="pandas", num_cpus=deid_ask.cpus,
         )
-        ds = run_on_dataset(ds, engine_cfg)
+        ds = run_on_dataset(ds, engine_cfg, threads=threads)
         ds = ds.map_batches(
             PostStage, fn_constructor_kwargs=post_kwargs, compute=ray.data.ActorPoolStrategy(size=1),
-            batch_size=16, batch_format="pandas", num_cpus=icfg.deid_cpus,
+            batch_size=16, batch_format="pandas", num_cpus=post_ask.cpus,
         )
-        rows = ds.take_all()
+        hint = (f"Check dataset.interview.deid_actors / deid_cpus and engines.{icfg.paraphrase_engine}.vllm "
+                "(replicas, cpus_per_replica, gpus_per_replica, accelerator_type).")
+        with StallWatchdog("dataset (interview path)", hint=hint) as dog:
+            rows = list(dog.watch(ds.iter_rows()))
     rows = sorted(({k: _none_if_nan(v) for k, v in r.items()} for r in rows),
                   key=lambda r: (r["transcript_id"], r["page"]))
     pages, qa, rejects = [], [], []
@@ -216,6 +222,40 @@ def run_interview(
     stats["pairs"] = len(qa)
     stats["rejected"] = len(rejects)
     return pages, qa, rejects, stats, fingerprints
+
+
+def interview_asks(cfg: DatasetConfig, engine_cfg: EngineConfig) -> list[Ask]:
+    """The interview path's three actor pools, which run at the same time: de-id, paraphraser, post-processing."""
+    from mentalchat.engine.pools import LIGHT_CPU, engine_pool_ask
+
+    icfg = cfg.interview
+    floor = min(icfg.deid_cpus, LIGHT_CPU)
+    cpus_key = "dataset.interview.deid_cpus"
+    return [
+        Ask("the de-identification actors", {"CPU": icfg.deid_cpus}, count=icfg.deid_actors, min_count=1,
+            keys={"CPU": cpus_key, "count": "dataset.interview.deid_actors"}, min_cpus=floor, light=True),
+        engine_pool_ask(engine_cfg, key=f"engines.{icfg.paraphrase_engine}",
+                        label=f"the paraphraser ({engine_cfg.backend} engine {icfg.paraphrase_engine!r})"),
+        Ask("the post-processing actor", {"CPU": icfg.deid_cpus}, keys={"CPU": cpus_key}, min_cpus=floor,
+            light=True),
+    ]
+
+
+def fit_interview(
+    cfg: DatasetConfig, engine_cfg: EngineConfig, *, echo: Callable[[str], None] | None = None,
+    cluster: ClusterShape | None = None,
+) -> tuple[Ask, EngineConfig, int | None, Ask]:
+    """The interview pools sized to the cluster (or a :class:`ResourceFitError` saying what to change).
+
+    Returns the de-identification pool, the paraphraser's engine config and kept thread count
+    (:func:`mentalchat.engine.pools.resize_engine`), and the post-processing actor.
+    """
+    from mentalchat.engine.pools import resize_engine
+
+    fit = ensure_fits(interview_asks(cfg, engine_cfg), stage="dataset (interview path)", cluster=cluster, echo=echo)
+    deid, engine, post = fit.asks
+    engine_cfg, threads = resize_engine(engine_cfg, engine)
+    return deid, engine_cfg, threads, post
 
 
 def _run_local(items: list[dict], engine_cfg: EngineConfig, deid_kwargs: dict, post_kwargs: dict) -> list[dict]:

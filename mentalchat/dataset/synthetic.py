@@ -323,6 +323,12 @@ def run_synthetic(
     calllog = CallLog(work_dir / "calls.jsonl")
     # Local engines cost nothing per call and start slowly: one chunk. API calls: small chunks.
     chunk = 10**9 if ecfg.backend in ("vllm", "transformers") else scfg.chunk_size
+    if runner is None and ecfg.backend == "vllm":
+        import functools
+
+        from mentalchat.engine import run_requests
+
+        runner = functools.partial(run_requests, config_key=f"engines.{scfg.engine}", stage="dataset (synthetic path)")
     if ecfg.batch is not None and runner is None:
         # Batch mode: each step is one batch run, its batch ids journaled beside the call log.
         runner = _batch_runner(work_dir / "_batches.json")

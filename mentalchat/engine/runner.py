@@ -73,12 +73,18 @@ def run_requests(
     *,
     use_ray: bool | None = None,
     progress: bool = False,
+    config_key: str | None = None,
+    stage: str = "engine",
+    keys: dict[str, str] | None = None,
 ) -> list[ChatResult]:
     """Answer ``requests`` with the engine ``cfg`` describes; one result per request, in order.
 
     ``use_ray=None`` picks: vLLM through Ray Data when Ray is initialised, everything else
     in-process. ``use_ray=True`` forces Ray Data for any backend (e.g. judge calls spread over a
-    cluster); ``False`` forces in-process.
+    cluster); ``False`` forces in-process. On Ray the pool is first checked against the cluster
+    (sized down or refused, :mod:`mentalchat.core.resources`) and watched while it runs
+    (:mod:`mentalchat.core.watchdog`); ``config_key`` (``engines.<name>``), ``keys`` and ``stage``
+    name the settings in their messages.
     """
     if not requests:
         return []
@@ -89,8 +95,18 @@ def run_requests(
 
     import ray.data
 
+    from mentalchat.core.resources import ensure_fits
+    from mentalchat.core.watchdog import StallWatchdog
+    from mentalchat.engine.pools import engine_pool_ask, resize_engine
+
+    key = config_key or f"engines.<{cfg.label}>"
+    fit = ensure_fits([engine_pool_ask(cfg, key=key, keys=keys)], stage=stage)
+    cfg, threads = resize_engine(cfg, fit.asks[0])
     ds = ray.data.from_items([{_INDEX: i, "request": r.model_dump_json()} for i, r in enumerate(requests)])
-    rows = run_on_dataset(ds, cfg).take_all()
+    out = run_on_dataset(ds, cfg, threads=threads)
+    with StallWatchdog(stage, hint=f"Check {key}.vllm (replicas, cpus_per_replica, gpus_per_replica, "
+                       "accelerator_type).") as dog:
+        rows = list(dog.watch(out.iter_rows()))
     rows.sort(key=lambda row: row[_INDEX])
     results = [ChatResult.model_validate_json(row["result"]) for row in rows]
     _check_aligned(requests, results, cfg.backend)
@@ -270,12 +286,15 @@ def run_on_dataset(
     request_column: str = "request",
     result_column: str = "result",
     actor_cls: type[EngineActor] | None = None,
+    threads: int | None = None,
 ) -> Any:
     """Add ``result_column`` (a JSON ``ChatResult``) to every row of ``ds`` (JSON ``ChatRequest``).
 
     Other columns are kept. Replicas, batch size and per-replica resources come from
     ``cfg.vllm`` whatever the backend, so HTTP judges can be spread across a cluster the same way.
-    ``actor_cls`` swaps in a subclass of :class:`EngineActor` (e.g. to time batches).
+    ``actor_cls`` swaps in a subclass of :class:`EngineActor` (e.g. to time batches). ``threads``
+    sets the replicas' ``OMP_NUM_THREADS`` (when the resource check lowered their CPU share:
+    :func:`mentalchat.engine.pools.resize_engine`).
     """
     import ray.data
 
@@ -288,6 +307,8 @@ def run_on_dataset(
             kwargs["num_gpus"] = opts.gpus_per_replica
         if opts.accelerator_type:
             kwargs["accelerator_type"] = opts.accelerator_type
+    if threads and "OMP_NUM_THREADS" not in os.environ:  # a thread count set by the user wins
+        kwargs["runtime_env"] = {"env_vars": {"OMP_NUM_THREADS": str(threads)}}
     return ds.map_batches(
         actor_cls or EngineActor,
         fn_constructor_kwargs={

@@ -20,6 +20,7 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from typing import Any
 import pyarrow as pa
 
 from mentalchat.config import ConfigError
+from mentalchat.core.resources import ACCELERATOR_PREFIX, Ask, ClusterShape, ensure_fits
 from mentalchat.errors import MentalchatError
 from mentalchat.finetune.config import FinetuneConfig, TrialSpec
 from mentalchat.finetune.data import Split, decontaminate, load_qa_pairs, make_splits
@@ -253,7 +255,94 @@ def _ensure_ray() -> None:
         )
 
 
+def trial_asks(cfg: FinetuneConfig) -> list[Ask]:
+    """One Tune trial as resource asks: its driver function and its Ray Train worker group.
+
+    Nothing here is sized down: the worker count and CPUs are part of the experiment's hash (and
+    the gradient-accumulation geometry), so a trial that cannot fit is refused with the key to change.
+    """
+    s = cfg.scaling
+    workers: dict[str, float] = dict(s.resources_per_worker())
+    if s.accelerator_type:
+        workers[ACCELERATOR_PREFIX + s.accelerator_type] = 0.001  # what Ray Train asks per worker
+    return [
+        Ask("each Tune trial's driver", {"CPU": cfg.tune.trial_cpus}, keys={"CPU": "finetune.tune.trial_cpus"}),
+        Ask(f"a trial's {s.num_workers} Ray Train worker(s)", workers, count=s.num_workers,
+            keys={"CPU": "finetune.scaling.cpus_per_worker", "GPU": "finetune.scaling.gpus_per_worker",
+                  "GPU_off": "finetune.scaling.use_gpu",
+                  "accelerator_type": "finetune.scaling.accelerator_type", "count": "finetune.scaling.num_workers"},
+            same_node=s.placement_strategy == "STRICT_PACK"),
+    ]
+
+
+def check_trial_resources(cfgs: list[FinetuneConfig], *, cluster: ClusterShape | None = None) -> None:
+    """Refuse, before Tune starts, a trial that this cluster can never schedule (it would wait forever)."""
+    seen = set()
+    for cfg in cfgs:
+        marker = (cfg.scaling.model_dump_json(), cfg.tune.trial_cpus)
+        if marker not in seen:
+            seen.add(marker)
+            ensure_fits(trial_asks(cfg), stage="finetune", cluster=cluster)
+
+
+def _idle_cluster_probe(trial_cpus: float, n_trials: int) -> Callable[[], str | None]:
+    """Pending demands, counted only while no Train worker holds resources (trials can save rarely)."""
+    import ray
+
+    from mentalchat.core.watchdog import pending_demands
+
+    def probe() -> str | None:
+        pending = pending_demands()
+        if not pending:
+            return pending
+        total, free = ray.cluster_resources(), ray.available_resources()
+        used_cpu = total.get("CPU", 0.0) - free.get("CPU", 0.0)
+        used_gpu = total.get("GPU", 0.0) - free.get("GPU", 0.0)
+        busy = used_gpu > 0 or used_cpu > trial_cpus * n_trials + 1e-6
+        return "" if busy else pending
+
+    return probe
+
+
+def _tick_callback(dog: Any) -> Any:
+    """A Tune callback ticking ``dog`` on every trial start and report."""
+    from ray.tune import Callback
+
+    return type("_WatchdogTicks", (_WatchdogTicks, Callback), {})(dog)
+
+
+class _WatchdogTicks:
+    """Ticks the driver's watchdog. Tune pickles its callbacks with the experiment state; the
+    watchdog (a thread, locks) stays behind. Module level, so no closure drags it along."""
+
+    def __init__(self, dog: Any) -> None:
+        self.dog = dog
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"dog": None}
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        if self.dog is not None:
+            self.dog.tick()
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        if self.dog is not None:
+            self.dog.tick()
+
+
 def _run_tuner(plan: ExperimentPlan) -> Any:
+    from mentalchat.core.watchdog import StallWatchdog
+
+    dog = StallWatchdog(
+        "finetune", probe=_idle_cluster_probe(plan.cfg.tune.trial_cpus, len(plan.trials)),
+        hint="Check finetune.scaling (num_workers, cpus_per_worker, use_gpu, accelerator_type) and "
+             "finetune.tune.trial_cpus against the cluster's nodes.",
+    )
+    with dog:
+        return _fit_tuner(plan, [_tick_callback(dog)])
+
+
+def _fit_tuner(plan: ExperimentPlan, extra_callbacks: list[Any]) -> Any:
     from ray import tune
 
     cfg = plan.cfg
@@ -278,7 +367,7 @@ def _run_tuner(plan: ExperimentPlan) -> Any:
                 name=plan.name,
                 storage_path=plan.storage_path,
                 failure_config=tune.FailureConfig(max_failures=cfg.failure.trial_max_failures),
-                callbacks=_tune_callbacks(cfg),
+                callbacks=_tune_callbacks(cfg) + extra_callbacks,
                 verbose=1,
             ),
         )
@@ -377,6 +466,7 @@ def run_finetune(
     plan = plan_experiment(cfg, dataset, output, benchmark=benchmark)
     log.info("finetune %s: %d trials, storage %s", plan.name, len(plan.trials), plan.storage_path)
     _ensure_ray()
+    check_trial_resources([p.cfg for p in plan.trials])
     try:
         results = _run_tuner(plan)
     finally:

@@ -259,7 +259,10 @@ def run_generate(
                     ChatRequest(id=rid, messages=prompts.messages(q.text), sampling=sampling, lora=m.adapter)
                 )
         log.info("answering %d questions with %d model(s) on base %s", len(questions), len(group), base_path)
-        results: list[ChatResult] = run_requests(requests, engine_cfg, use_ray=use_ray)
+        results: list[ChatResult] = run_requests(
+            requests, engine_cfg, use_ray=use_ray, config_key=f"engines.{cfg.engine}" if isinstance(cfg.engine, str) else "generate.engine", stage="generate",
+            keys={"count": "generate.replicas"} if cfg.replicas else None,
+        )
         for res in results:
             m, q = meta[res.id]
             if not res.ok:

@@ -184,6 +184,9 @@ def execute(
     ``on_batch`` hears their progress (:class:`mentalchat.engine.batch.BatchProgress`).
     """
     skipped: list[ChatRequest] = []
+    if cfg.executor == "ray":
+        engines = fit_ray_engines(cfg, engines, [n for n in work.requests if not (engines[n].batch is not None
+                                                                              and engines[n].is_http)])
     with ThreadPoolExecutor(max_workers=max(1, len(work.requests)), thread_name_prefix="judge-engine") as pool:
         futures = []
         for engine_name, reqs in work.requests.items():
@@ -204,6 +207,29 @@ def execute(
             stop.set()
             raise
     return skipped
+
+
+def fit_ray_engines(
+    cfg: JudgeConfig, engines: dict[str, EngineConfig], names: Sequence[str], *, cluster: Any = None,
+) -> dict[str, EngineConfig]:
+    """The judges' Ray pools, which run at the same time, checked against the cluster and sized to fit.
+
+    HTTP judges' pools are set by ``judge.ray_replicas`` / ``judge.ray_cpus_per_replica``; a local
+    (vLLM) judge's by its engine's ``vllm`` section. Raises a ``ResourceFitError`` naming the key to change.
+    """
+    from mentalchat.core.resources import ensure_fits
+    from mentalchat.engine.pools import engine_pool_ask, resize_engine
+
+    if not names:
+        return engines
+    http_keys = {"count": "judge.ray_replicas", "CPU": "judge.ray_cpus_per_replica"}
+    asks = [engine_pool_ask(engines[n], key=f"engines.{n}", label=f"judge engine {n!r}",
+                            keys=http_keys if engines[n].is_http else None) for n in names]
+    fit = ensure_fits(asks, stage="judge", cluster=cluster)
+    out = dict(engines)
+    for n, ask in zip(names, fit.asks, strict=True):
+        out[n], _ = resize_engine(engines[n], ask)  # HTTP actors need no threads kept
+    return out
 
 
 def serve_local_judges(

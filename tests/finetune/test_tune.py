@@ -204,6 +204,21 @@ def test_bad_input_fails_before_any_worker_starts(ray_cluster, repo_root: Path, 
     assert not out.exists()  # nothing written, no Ray run started
 
 
+def test_an_accelerator_the_cluster_lacks_is_refused_in_seconds(ray_cluster, repo_root: Path, tiny_model: Path,
+                                                               tmp_path: Path) -> None:
+    """On the real (CPU) cluster: accelerator_type A100 used to leave Tune waiting forever."""
+    from mentalchat.core.resources import ResourceFitError
+
+    data = write_qa_pairs(tmp_path / "qa.parquet", n_synthetic=12, n_interview=0)
+    cfg = _smoke(repo_root, f"models=[{{path: '{tiny_model}', name: tiny}}]", "data_configs=[synthetic]",
+                 "scaling.accelerator_type=A100")
+    start = time.monotonic()
+    with pytest.raises(ResourceFitError, match=r"accelerator_type 'A100'.*finetune\.scaling\.accelerator_type"):
+        run_finetune(cfg, data, tmp_path / "out")
+    assert time.monotonic() - start < 30
+    assert not list((tmp_path / "out").glob("ray_results/*/trial*"))  # no trial was started
+
+
 def test_killed_worker_resumes_from_its_checkpoint(grid: dict) -> None:
     """The grid's longer trial lost its training worker after its first checkpoint (see ``grid``)."""
     assert grid["killed"], "the training worker finished before it could be killed"
