@@ -29,7 +29,7 @@ from mentalchat.engine.http import HTTPEngine, RawResponse
 from mentalchat.engine.retry import CallError, parse_retry_after, status_error
 from mentalchat.engine.types import ChatRequest, SamplingConfig
 
-__all__ = ["GeminiEngine", "gemini_config", "gemini_contents"]
+__all__ = ["GeminiEngine", "gemini_config", "gemini_contents", "response_to_raw"]
 
 _FINISH = {"STOP": "stop", "MAX_TOKENS": "length", "FINISH_REASON_UNSPECIFIED": "stop"}
 _BLOCKED = {
@@ -103,6 +103,30 @@ def _retry_delay_from_details(details: Any) -> float | None:
     return None
 
 
+def response_to_raw(resp: types.GenerateContentResponse) -> RawResponse | CallError:
+    """A ``GenerateContentResponse`` in provider-neutral terms (online answers and batch items alike)."""
+    usage = resp.usage_metadata
+    t_in = usage.prompt_token_count if usage is not None else None
+    t_out = None
+    if usage is not None and (usage.candidates_token_count is not None or usage.thoughts_token_count is not None):
+        t_out = (usage.candidates_token_count or 0) + (usage.thoughts_token_count or 0)  # thinking is billed as output
+    if not resp.candidates:
+        block = resp.prompt_feedback.block_reason if resp.prompt_feedback is not None else None
+        if block is not None:
+            name = getattr(block, "name", str(block))
+            return RawResponse(None, "content_filter", t_in, t_out or 0, refusal=f"prompt blocked ({name})")
+        return CallError("response has no candidates", retryable=True)
+    cand = resp.candidates[0]
+    reason = cand.finish_reason
+    name = getattr(reason, "name", str(reason)) if reason is not None else "STOP"
+    finish = "content_filter" if name in _BLOCKED else _FINISH.get(name, name.lower())
+    parts = cand.content.parts if cand.content is not None and cand.content.parts else []
+    texts = [p.text for p in parts if p.text is not None and not p.thought]
+    text = "".join(texts) if texts else None
+    refusal = f"blocked ({name})" if finish == "content_filter" and not text else None
+    return RawResponse(text if refusal is None else None, finish, t_in, t_out, refusal=refusal)
+
+
 @register_backend("gemini")
 class GeminiEngine(HTTPEngine):
     """``backend: gemini``: Google's Gemini API (or anything speaking its REST protocol)."""
@@ -128,26 +152,10 @@ class GeminiEngine(HTTPEngine):
         system, contents = gemini_contents(request, shape)
         config = gemini_config(self.cfg.model, request, sampling, system, shape)
         resp = await client.aio.models.generate_content(model=self.cfg.model, contents=contents, config=config)
-        usage = resp.usage_metadata
-        t_in = usage.prompt_token_count if usage is not None else None
-        t_out = None
-        if usage is not None and (usage.candidates_token_count is not None or usage.thoughts_token_count is not None):
-            t_out = (usage.candidates_token_count or 0) + (usage.thoughts_token_count or 0)  # thinking is billed as output
-        if not resp.candidates:
-            block = resp.prompt_feedback.block_reason if resp.prompt_feedback is not None else None
-            if block is not None:
-                name = getattr(block, "name", str(block))
-                return RawResponse(None, "content_filter", t_in, t_out or 0, refusal=f"prompt blocked ({name})")
-            raise CallError("response has no candidates", retryable=True)
-        cand = resp.candidates[0]
-        reason = cand.finish_reason
-        name = getattr(reason, "name", str(reason)) if reason is not None else "STOP"
-        finish = "content_filter" if name in _BLOCKED else _FINISH.get(name, name.lower())
-        parts = cand.content.parts if cand.content is not None and cand.content.parts else []
-        texts = [p.text for p in parts if p.text is not None and not p.thought]
-        text = "".join(texts) if texts else None
-        refusal = f"blocked ({name})" if finish == "content_filter" and not text else None
-        return RawResponse(text if refusal is None else None, finish, t_in, t_out, refusal=refusal)
+        raw = response_to_raw(resp)
+        if isinstance(raw, CallError):
+            raise raw
+        return raw
 
     def _classify(self, exc: BaseException) -> CallError:
         if isinstance(exc, genai_errors.APIError):

@@ -23,7 +23,7 @@ from google.genai import types
 
 from mentalchat.engine.batch import BatchProvider, BatchStatus
 from mentalchat.engine.capabilities import capabilities_for
-from mentalchat.engine.gemini_backend import gemini_config, gemini_contents
+from mentalchat.engine.gemini_backend import gemini_config, gemini_contents, response_to_raw
 from mentalchat.engine.http import RawResponse
 from mentalchat.engine.retry import CallError, status_error
 from mentalchat.engine.types import ChatRequest, SamplingConfig
@@ -32,36 +32,9 @@ __all__ = ["GeminiBatchProvider", "response_to_raw"]
 
 _TERMINAL = {"JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED", "JOB_STATE_CANCELLED", "JOB_STATE_EXPIRED",
              "JOB_STATE_PARTIALLY_SUCCEEDED"}
-_FINISH = {"STOP": "stop", "MAX_TOKENS": "length", "FINISH_REASON_UNSPECIFIED": "stop"}
-_BLOCKED = {"SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY",
-            "IMAGE_PROHIBITED_CONTENT", "LANGUAGE"}
 # google.rpc codes as the HTTP statuses the retry rules know.
 _GRPC_HTTP = {1: 499, 2: 500, 3: 400, 4: 504, 5: 404, 6: 409, 7: 403, 8: 429, 9: 400, 10: 409, 11: 400,
               12: 501, 13: 500, 14: 503, 15: 500, 16: 401}
-
-
-def response_to_raw(resp: types.GenerateContentResponse) -> RawResponse | CallError:
-    """A ``GenerateContentResponse`` of a batch as the online backend would read it."""
-    usage = resp.usage_metadata
-    t_in = usage.prompt_token_count if usage is not None else None
-    t_out = None
-    if usage is not None and (usage.candidates_token_count is not None or usage.thoughts_token_count is not None):
-        t_out = (usage.candidates_token_count or 0) + (usage.thoughts_token_count or 0)
-    if not resp.candidates:
-        block = resp.prompt_feedback.block_reason if resp.prompt_feedback is not None else None
-        if block is not None:
-            name = getattr(block, "name", str(block))
-            return RawResponse(None, "content_filter", t_in, t_out or 0, refusal=f"prompt blocked ({name})")
-        return CallError("response has no candidates", retryable=True)
-    cand = resp.candidates[0]
-    reason = cand.finish_reason
-    name = getattr(reason, "name", str(reason)) if reason is not None else "STOP"
-    finish = "content_filter" if name in _BLOCKED else _FINISH.get(name, name.lower())
-    parts = cand.content.parts if cand.content is not None and cand.content.parts else []
-    texts = [p.text for p in parts if p.text is not None and not p.thought]
-    text = "".join(texts) if texts else None
-    refusal = f"blocked ({name})" if finish == "content_filter" and not text else None
-    return RawResponse(text if refusal is None else None, finish, t_in, t_out, refusal=refusal)
 
 
 def error_to_call_error(err: types.JobError) -> CallError:

@@ -17,6 +17,7 @@ import re
 from typing import Any
 
 import openai
+from openai.types.chat import ChatCompletion
 
 from mentalchat.engine.base import register_backend
 from mentalchat.engine.capabilities import RequestShape, capabilities_for, shape_messages
@@ -24,7 +25,7 @@ from mentalchat.engine.http import HTTPEngine, RawResponse
 from mentalchat.engine.retry import CallError, parse_retry_after, status_error
 from mentalchat.engine.types import ChatRequest, SamplingConfig
 
-__all__ = ["OpenAIEngine", "openai_params", "refused_param"]
+__all__ = ["OpenAIEngine", "completion_to_raw", "openai_params", "refused_param"]
 
 def _schema_name(schema: dict[str, Any]) -> str:
     name = re.sub(r"[^A-Za-z0-9_-]", "_", str(schema.get("title") or "response"))
@@ -79,6 +80,28 @@ def refused_param(message: str, param: str | None, code: str | None) -> str | No
     return None
 
 
+def completion_to_raw(resp: ChatCompletion) -> RawResponse | CallError:
+    """A ``chat.completion`` in provider-neutral terms (online answers and batch output lines alike)."""
+    if not resp.choices:
+        return CallError("response has no choices", retryable=True)
+    choice = resp.choices[0]
+    content = choice.message.content
+    finish = choice.finish_reason
+    refusal = getattr(choice.message, "refusal", None) if not content else None
+    if refusal is None and not content and finish == "content_filter":
+        refusal = "content filtered"
+    if refusal is not None and finish != "content_filter":
+        finish = "refusal"
+    usage = resp.usage
+    return RawResponse(
+        text=content if refusal is None else None,
+        finish_reason=finish,
+        tokens_in=usage.prompt_tokens if usage is not None else None,
+        tokens_out=usage.completion_tokens if usage is not None else None,
+        refusal=refusal,
+    )
+
+
 @register_backend("openai")
 class OpenAIEngine(HTTPEngine):
     """``backend: openai``: chat completions over the official SDK."""
@@ -101,24 +124,10 @@ class OpenAIEngine(HTTPEngine):
         self, client: openai.AsyncOpenAI, request: ChatRequest, sampling: SamplingConfig, shape: RequestShape
     ) -> RawResponse:
         resp = await client.chat.completions.create(**openai_params(self.cfg.model, request, sampling, shape))
-        if not resp.choices:
-            raise CallError("response has no choices", retryable=True)
-        choice = resp.choices[0]
-        content = choice.message.content
-        finish = choice.finish_reason
-        refusal = getattr(choice.message, "refusal", None) if not content else None
-        if refusal is None and not content and finish == "content_filter":
-            refusal = "content filtered"
-        if refusal is not None and finish != "content_filter":
-            finish = "refusal"
-        usage = resp.usage
-        return RawResponse(
-            text=content if refusal is None else None,
-            finish_reason=finish,
-            tokens_in=usage.prompt_tokens if usage is not None else None,
-            tokens_out=usage.completion_tokens if usage is not None else None,
-            refusal=refusal,
-        )
+        raw = completion_to_raw(resp)
+        if isinstance(raw, CallError):
+            raise raw
+        return raw
 
     def _classify(self, exc: BaseException) -> CallError:
         if isinstance(exc, openai.APITimeoutError):

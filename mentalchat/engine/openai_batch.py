@@ -19,10 +19,13 @@ from collections.abc import Sequence
 from typing import Any
 
 import openai
+import pydantic
+from openai.types.chat import ChatCompletion
 
 from mentalchat.engine.batch import BatchProvider, BatchStatus
-from mentalchat.engine.http import RawResponse
 from mentalchat.engine.capabilities import capabilities_for
+from mentalchat.engine.http import RawResponse
+from mentalchat.engine.openai_backend import completion_to_raw as online_completion_to_raw
 from mentalchat.engine.openai_backend import openai_params
 from mentalchat.engine.retry import CallError, status_error
 from mentalchat.engine.types import ChatRequest, SamplingConfig
@@ -35,27 +38,12 @@ _TERMINAL = {"completed", "failed", "expired", "cancelled"}
 
 
 def completion_to_raw(body: dict[str, Any]) -> RawResponse | CallError:
-    """A ``chat.completion`` body (one output line) as the online backend would read it."""
-    choices = body.get("choices") or []
-    if not choices:
-        return CallError("response has no choices", retryable=True)
-    choice = choices[0] or {}
-    message = choice.get("message") or {}
-    content = message.get("content")
-    finish = choice.get("finish_reason")
-    refusal = message.get("refusal") if not content else None
-    if refusal is None and not content and finish == "content_filter":
-        refusal = "content filtered"
-    if refusal is not None and finish != "content_filter":
-        finish = "refusal"
-    usage = body.get("usage") or {}
-    return RawResponse(
-        text=content if refusal is None else None,
-        finish_reason=finish,
-        tokens_in=usage.get("prompt_tokens"),
-        tokens_out=usage.get("completion_tokens"),
-        refusal=refusal,
-    )
+    """A ``chat.completion`` body (one output line) read by the online backend's own reader."""
+    try:
+        completion = ChatCompletion.model_validate(body)
+    except pydantic.ValidationError as exc:
+        return CallError(f"unreadable response body ({exc.error_count()} invalid fields)", retryable=True)
+    return online_completion_to_raw(completion)
 
 
 def line_outcome(line: dict[str, Any]) -> RawResponse | CallError:
