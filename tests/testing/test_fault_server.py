@@ -284,15 +284,22 @@ def test_tokens_per_minute_limit_counts_prompt_and_max_tokens() -> None:
 
 
 def test_lognormal_latency_has_a_tail() -> None:
-    def times(sigma: float) -> list[float]:
-        out = []
+    """The drawn delays (not wall times, which a loaded CI machine distorts) carry the tail."""
+
+    def delays(sigma: float) -> tuple[list[float], list[float]]:
+        walls = []
         with FaultServer(latency_s=0.004, latency_sigma=sigma, seed=3) as srv, httpx.Client() as client:
             for _ in range(80):
                 t0 = time.perf_counter()
                 client.post(f"{srv.openai_base_url}/chat/completions", json=OPENAI_BODY)
-                out.append(time.perf_counter() - t0)
-        return sorted(out)
+                walls.append(time.perf_counter() - t0)
+            drawn = sorted(r.delay_s for r in srv.requests if r.protocol == "openai")
+        return drawn, walls
 
-    fixed, tailed = times(0.0), times(1.2)
-    assert tailed[-2] > 3 * fixed[-2]  # the slowest calls are far slower than with a fixed latency
-    assert tailed[-1] < 20 * 0.004 + 0.2  # capped at 20 x the median
+    (fixed, _), (tailed, walls) = delays(0.0), delays(1.2)
+    assert len(fixed) == len(tailed) == 80
+    assert fixed[0] == fixed[-1] == 0.004  # sigma 0: every call waits exactly the latency
+    assert tailed[-2] > 3 * 0.004  # the slowest calls are far slower than the median
+    assert 0.002 < tailed[40] < 0.008  # latency_s stays the median
+    assert tailed[-1] <= 20 * 0.004  # capped at 20 x the median
+    assert sorted(walls)[-1] >= tailed[-1]  # and the server really slept that long

@@ -35,6 +35,7 @@ class RequestRecord:
     fault: str = "ok"
     rate_limited: bool = False
     retry_after_s: float | None = None
+    delay_s: float = 0.0  # the latency the server drew and slept before answering
     text: str | None = None  # the answer text, when one was produced
 
     @property

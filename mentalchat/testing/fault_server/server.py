@@ -456,6 +456,7 @@ class FaultServer:
         delay = base + (self._rng.uniform(0, self.jitter_s) if self.jitter_s else 0.0)
         if fault.kind == "timeout":
             delay += fault.hang_s
+        rec.delay_s = delay
         if delay > 0:
             await asyncio.sleep(delay)
 
