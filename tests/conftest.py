@@ -56,6 +56,7 @@ def ray_cluster():
 
     if not ray.is_initialized():
         ray.init(
+            address="local",  # a fresh cluster, even where another one on this machine is "current"
             num_cpus=4,
             include_dashboard=False,
             log_to_driver=False,

@@ -37,6 +37,7 @@ __all__ = [
     "check_mode",
     "ensure_fits",
     "fit_asks",
+    "fits_together",
 ]
 
 log = logging.getLogger(__name__)
@@ -260,6 +261,12 @@ def _pack(asks: Sequence[Ask], cluster: ClusterShape) -> Ask | None:
             for k, v in bundle.items():
                 node[k] = node.get(k, 0.0) - v
     return None
+
+
+def fits_together(asks: Sequence[Ask], cluster: ClusterShape) -> bool:
+    """Whether all ``asks`` fit the cluster at once as they are (no sizing down): e.g. may several
+    base models' engines run at the same time, or must they take turns."""
+    return _pack([a for a in asks if a.count > 0], cluster) is None
 
 
 def _check_single(ask: Ask, cluster: ClusterShape, stage: str) -> None:

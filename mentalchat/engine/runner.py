@@ -9,8 +9,10 @@ HTTP backends run in-process (their ``chat_batch`` is concurrent inside) unless 
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +20,7 @@ from mentalchat.engine.base import Engine, create_engine
 from mentalchat.engine.config import EngineConfig
 from mentalchat.engine.types import ChatRequest, ChatResult, SamplingConfig
 
-__all__ = ["EngineActor", "run_on_dataset", "run_requests"]
+__all__ = ["EngineActor", "remove_placement_groups", "run_on_dataset", "run_requests", "tensor_parallel_bundles"]
 
 _INDEX = "__mentalchat_index"
 
@@ -44,24 +46,37 @@ def _chunk_size(cfg: EngineConfig) -> int:
     return max(1, cfg.http.max_concurrency * 4)
 
 
-def _run_in_process(requests: list[ChatRequest], cfg: EngineConfig, progress: bool) -> list[ChatResult]:
+OnResult = Callable[[ChatResult], None]
+
+
+def _run_in_process(requests: list[ChatRequest], cfg: EngineConfig, progress: bool,
+                    on_result: OnResult | None = None) -> list[ChatResult]:
     engine = create_engine(cfg)
     try:
-        if not progress:
+        if not progress and on_result is None:
             results = engine.chat_batch(requests)
             _check_aligned(requests, results, cfg.backend)
             return results
-        from tqdm.auto import tqdm
+        import contextlib
 
         results = []
         size = _chunk_size(cfg)
-        with tqdm(total=len(requests), desc=cfg.label, unit="req") as bar:
+        bar: Any = None
+        with contextlib.ExitStack() as stack:
+            if progress:
+                from tqdm.auto import tqdm
+
+                bar = stack.enter_context(tqdm(total=len(requests), desc=cfg.label, unit="req"))
             for start in range(0, len(requests), size):
                 chunk = requests[start : start + size]
                 out = engine.chat_batch(chunk)
                 _check_aligned(chunk, out, cfg.backend)
                 results.extend(out)
-                bar.update(len(chunk))
+                if on_result is not None:
+                    for res in out:
+                        on_result(res)
+                if bar is not None:
+                    bar.update(len(chunk))
         return results
     finally:
         engine.close()
@@ -76,6 +91,7 @@ def run_requests(
     config_key: str | None = None,
     stage: str = "engine",
     keys: dict[str, str] | None = None,
+    on_result: OnResult | None = None,
 ) -> list[ChatResult]:
     """Answer ``requests`` with the engine ``cfg`` describes; one result per request, in order.
 
@@ -84,14 +100,15 @@ def run_requests(
     cluster); ``False`` forces in-process. On Ray the pool is first checked against the cluster
     (sized down or refused, :mod:`mentalchat.core.resources`) and watched while it runs
     (:mod:`mentalchat.core.watchdog`); ``config_key`` (``engines.<name>``), ``keys`` and ``stage``
-    name the settings in their messages.
+    name the settings in their messages. ``on_result`` sees each result as it arrives (a batch at a
+    time, in no set order), so a caller can journal progress and resume after a crash.
     """
     if not requests:
         return []
     if use_ray is None:
         use_ray = cfg.backend == "vllm" and _ray_running()
     if not use_ray:
-        return _run_in_process(requests, cfg, progress)
+        return _run_in_process(requests, cfg, progress, on_result)
 
     import ray.data
 
@@ -103,14 +120,33 @@ def run_requests(
     fit = ensure_fits([engine_pool_ask(cfg, key=key, keys=keys)], stage=stage)
     cfg, threads = resize_engine(cfg, fit.asks[0])
     ds = ray.data.from_items([{_INDEX: i, "request": r.model_dump_json()} for i, r in enumerate(requests)])
-    out = run_on_dataset(ds, cfg, threads=threads)
-    with StallWatchdog(stage, hint=f"Check {key}.vllm (replicas, cpus_per_replica, gpus_per_replica, "
-                       "accelerator_type).") as dog:
-        rows = list(dog.watch(out.iter_rows()))
+    groups: list[Any] = []
+    out = run_on_dataset(ds, cfg, threads=threads, placement_groups=groups)
+    try:
+        with StallWatchdog(stage, hint=f"Check {key}.vllm (replicas, cpus_per_replica, gpus_per_replica, "
+                           "accelerator_type, tensor_parallel_size).") as dog:
+            rows = []
+            for row in dog.watch(out.iter_rows()):
+                rows.append(row)
+                if on_result is not None:
+                    on_result(ChatResult.model_validate_json(row["result"]))
+    finally:
+        remove_placement_groups(groups)
     rows.sort(key=lambda row: row[_INDEX])
     results = [ChatResult.model_validate_json(row["result"]) for row in rows]
     _check_aligned(requests, results, cfg.backend)
     return results
+
+
+def remove_placement_groups(groups: list[Any]) -> None:
+    """Give back the tensor-parallel replicas' placement groups (their actors are gone by then)."""
+    from ray.util.placement_group import remove_placement_group
+
+    while groups:
+        try:
+            remove_placement_group(groups.pop())
+        except Exception:  # noqa: BLE001 - already removed, or the cluster is going away
+            pass
 
 
 class EngineActor:
@@ -279,6 +315,32 @@ def _run_with_processor(ds: Any, cfg: EngineConfig, *, request_column: str, resu
     return processor(ds).map(finish, num_cpus=_LIGHT_CPU)
 
 
+def tensor_parallel_bundles(cfg: EngineConfig) -> list[dict[str, float]]:
+    """One replica's placement-group bundles: a GPU per rank; the first also holds the replica's CPUs."""
+    from mentalchat.core.resources import ACCELERATOR_PREFIX
+
+    opts = cfg.vllm
+    extra = {ACCELERATOR_PREFIX + opts.accelerator_type: 0.001} if opts.accelerator_type else {}
+    first = {"CPU": opts.cpus_per_replica, "GPU": 1.0, **extra}
+    return [first] + [{"GPU": 1.0, **extra} for _ in range(opts.tensor_parallel_size - 1)]
+
+
+def _tensor_parallel_placement(bundles: list[dict[str, float]], created: list[Any]) -> dict[str, Any]:
+    """Ray Data calls this (in the driver) before starting each replica: a fresh STRICT_PACK group.
+
+    ``placement_group_capture_child_tasks`` puts the ranks vLLM starts into the same group. Each
+    group is added to ``created``, for the caller to remove once the dataset is consumed: a group
+    outlives its actor and would hold its GPUs until the job ends.
+    """
+    from ray.util.placement_group import placement_group
+    from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+    pg = placement_group(bundles, strategy="STRICT_PACK")
+    created.append(pg)
+    return {"scheduling_strategy": PlacementGroupSchedulingStrategy(
+        pg, placement_group_bundle_index=0, placement_group_capture_child_tasks=True)}
+
+
 def run_on_dataset(
     ds: Any,
     cfg: EngineConfig,
@@ -287,6 +349,7 @@ def run_on_dataset(
     result_column: str = "result",
     actor_cls: type[EngineActor] | None = None,
     threads: int | None = None,
+    placement_groups: list[Any] | None = None,
 ) -> Any:
     """Add ``result_column`` (a JSON ``ChatResult``) to every row of ``ds`` (JSON ``ChatRequest``).
 
@@ -294,7 +357,9 @@ def run_on_dataset(
     ``cfg.vllm`` whatever the backend, so HTTP judges can be spread across a cluster the same way.
     ``actor_cls`` swaps in a subclass of :class:`EngineActor` (e.g. to time batches). ``threads``
     sets the replicas' ``OMP_NUM_THREADS`` (when the resource check lowered their CPU share:
-    :func:`mentalchat.engine.pools.resize_engine`).
+    :func:`mentalchat.engine.pools.resize_engine`). Tensor-parallel vLLM replicas each get a
+    placement group (:func:`tensor_parallel_bundles`), appended to ``placement_groups`` so the
+    caller can remove them when done (:func:`remove_placement_groups`).
     """
     import ray.data
 
@@ -302,7 +367,13 @@ def run_on_dataset(
     if cfg.backend == "vllm" and opts.impl == "processor":
         return _run_with_processor(ds, cfg, request_column=request_column, result_column=result_column)
     kwargs: dict[str, Any] = {}
-    if not cfg.is_http:  # local models: GPUs per replica (include tensor-parallel ranks yourself)
+    if cfg.backend == "vllm" and opts.tensor_parallel_size > 1:
+        # Each replica gets its own placement group, its ranks' GPUs on one node; the replica
+        # holds no GPU itself and vLLM's Ray executor starts one worker per bundle inside the group.
+        kwargs["ray_remote_args_fn"] = functools.partial(
+            _tensor_parallel_placement, tensor_parallel_bundles(cfg),
+            placement_groups if placement_groups is not None else [])
+    elif not cfg.is_http:  # local models: GPUs per replica
         if opts.gpus_per_replica:
             kwargs["num_gpus"] = opts.gpus_per_replica
         if opts.accelerator_type:

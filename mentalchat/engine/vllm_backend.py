@@ -58,7 +58,7 @@ def vllm_engine_kwargs(cfg: EngineConfig, model_path: str, *, on_cpu: bool | Non
     opts = cfg.vllm
     kwargs: dict[str, Any] = {
         "model": model_path,
-        "enforce_eager": opts.enforce_eager,
+        "enforce_eager": on_cpu if opts.enforce_eager is None else opts.enforce_eager,
         "dtype": opts.dtype,
         "tensor_parallel_size": opts.tensor_parallel_size,
         "structured_outputs_config": {
@@ -81,6 +81,10 @@ def vllm_engine_kwargs(cfg: EngineConfig, model_path: str, *, on_cpu: bool | Non
         kwargs.update(enable_lora=True, max_lora_rank=opts.max_lora_rank, max_loras=opts.max_loras)
     if cfg.sampling.seed is not None:
         kwargs["seed"] = cfg.sampling.seed
+    if opts.tensor_parallel_size > 1 and not on_cpu:
+        # the ranks are Ray actors in the replica's placement group (runner._tensor_parallel_placement):
+        # the replica's own process sees no GPU, so vLLM's multiprocessing executor would find none
+        kwargs["distributed_executor_backend"] = "ray"
     kwargs.update(opts.engine_kwargs)
     return kwargs
 

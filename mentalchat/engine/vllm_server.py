@@ -26,7 +26,7 @@ from types import TracebackType
 from mentalchat.errors import MentalchatError
 from mentalchat.models.kit import resolve_model
 
-__all__ = ["VLLMServer", "VLLMServerError", "free_port"]
+__all__ = ["RayServedModel", "VLLMServer", "VLLMServerError", "free_port"]
 
 
 def _live_group_members(pgid: int) -> list[int]:
@@ -47,6 +47,58 @@ def _live_group_members(pgid: int) -> list[int]:
         if len(fields) > 2 and fields[0] != "Z" and int(fields[2]) == pgid:
             members.append(int(entry.name))
     return members
+
+
+_REAPER = """
+import os, signal, sys, time
+watched, group = int(sys.argv[1]), int(sys.argv[2])
+if os.fork():
+    os._exit(0)
+os.setsid()
+
+def alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
+
+def group_alive():
+    try:
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
+
+while alive(watched) and group_alive():
+    time.sleep(0.5)
+if group_alive():
+    os.killpg(group, signal.SIGKILL)
+"""
+
+
+def _start_reaper(group: int) -> None:
+    """A detached watcher that SIGKILLs the server's whole process group once this process is gone.
+
+    Why: a Ray actor killed hard runs no cleanup, and Ray then kills the worker's direct children
+    only (measured: the server died, its engine-core child lived on holding its memory). The
+    watcher forks away from this process so that it is not one of those children; it exits by
+    itself once the group is gone.
+    """
+    subprocess.run([sys.executable, "-c", _REAPER, str(os.getpid()), str(group)], check=True, timeout=30,
+                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _cuda_visible() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())
 
 
 class VLLMServerError(MentalchatError, RuntimeError):
@@ -79,12 +131,15 @@ class VLLMServer:
         max_model_len: int | None = 1024,
         structured_outputs_backend: str = "guidance",
         kv_cache_memory_bytes: int | None = None,
+        enforce_eager: bool | None = None,
+        gpu_memory_utilization: float | None = None,
         single_process: bool = True,
         extra_args: Sequence[str] = (),
         env: Mapping[str, str] | None = None,
         log_path: str | Path | None = None,
         startup_timeout_s: float = 300.0,
         python: str = sys.executable,
+        die_with_parent: bool = False,
     ) -> None:
         self.model = model
         self.host = host
@@ -93,12 +148,15 @@ class VLLMServer:
         self.max_model_len = max_model_len
         self.structured_outputs_backend = structured_outputs_backend
         self.kv_cache_memory_bytes = kv_cache_memory_bytes
+        self.enforce_eager = enforce_eager
+        self.gpu_memory_utilization = gpu_memory_utilization
         self.single_process = single_process
         self.extra_args = list(extra_args)
         self.env = dict(env or {})
         self.log_path = Path(log_path) if log_path is not None else None
         self.startup_timeout_s = startup_timeout_s
         self.python = python
+        self.die_with_parent = die_with_parent
         self.process: subprocess.Popen[bytes] | None = None
         self._log_file: object | None = None
 
@@ -115,14 +173,22 @@ class VLLMServer:
         return f"{self.url}/v1"
 
     # -- lifecycle -----------------------------------------------------------------------------
-    def command(self, model_path: str) -> list[str]:
+    def command(self, model_path: str, *, on_cpu: bool | None = None) -> list[str]:
+        """The server's command line; ``on_cpu=None`` asks torch whether this machine has a GPU.
+
+        Eager mode (no CUDA graphs) only on CPU unless ``enforce_eager`` says otherwise; on GPU the
+        KV cache is sized by ``gpu_memory_utilization`` unless a fixed ``kv_cache_memory_bytes`` is set.
+        """
+        if on_cpu is None:
+            on_cpu = not _cuda_visible()
+        eager = on_cpu if self.enforce_eager is None else self.enforce_eager
         args = [
             self.python, "-m", "vllm.entrypoints.openai.api_server",
             "--model", model_path,
             "--host", self.host,
             "--port", str(self.port),
             "--served-model-name", self.served_model_name,
-            "--enforce-eager",
+            *(["--enforce-eager"] if eager else []),
             "--structured-outputs-config",
             json.dumps({"backend": self.structured_outputs_backend, "disable_any_whitespace": True}),
             "--disable-uvicorn-access-log",
@@ -131,6 +197,8 @@ class VLLMServer:
             args += ["--max-model-len", str(self.max_model_len)]
         if self.kv_cache_memory_bytes is not None:
             args += ["--kv-cache-memory-bytes", str(self.kv_cache_memory_bytes)]
+        elif not on_cpu and self.gpu_memory_utilization is not None:
+            args += ["--gpu-memory-utilization", str(self.gpu_memory_utilization)]
         return args + self.extra_args
 
     def _environment(self, model_path: str) -> dict[str, str]:
@@ -163,6 +231,8 @@ class VLLMServer:
             env=self._environment(model_path),
             start_new_session=True,  # own process group: stop() reaches the engine-core child too
         )
+        if self.die_with_parent:
+            _start_reaper(self.process.pid)
         atexit.register(self.stop)
         try:
             self._wait_ready()
@@ -228,6 +298,93 @@ class VLLMServer:
         return self.process is not None and self.process.poll() is None
 
     def __enter__(self) -> VLLMServer:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+class _ServerHost:
+    """Ray actor body: one :class:`VLLMServer` on the node Ray placed the actor on.
+
+    Why: on a real cluster the driver runs on the GPU-less head node; a judge model must be served
+    where its GPUs are. The server listens on that node's address so every judge worker can reach it.
+    """
+
+    def __init__(self, model: str, kwargs: dict[str, object]) -> None:
+        import ray
+
+        self.node_id = ray.get_runtime_context().get_node_id()
+        self.server = VLLMServer(model, host=ray.util.get_node_ip_address(), die_with_parent=True,
+                                 **kwargs)  # type: ignore[arg-type]
+
+    def start(self) -> tuple[str, str]:
+        self.server.start()
+        return self.server.base_url, self.node_id
+
+    def server_pid(self) -> int | None:
+        return self.server.process.pid if self.server.process is not None else None
+
+    def stop(self) -> None:
+        self.server.stop()
+
+
+class RayServedModel:
+    """``with RayServedModel(model, num_gpus=1) as srv: ... srv.base_url``: a vLLM server in a Ray actor.
+
+    The actor asks Ray for ``num_cpus`` / ``num_gpus`` (and ``accelerator_type``), so the server
+    starts on a node that has them; :meth:`stop` stops the server and kills the actor. Server options
+    (``max_model_len``, ``kv_cache_memory_bytes``, ``gpu_memory_utilization``, ...) pass through.
+    """
+
+    def __init__(self, model: str, *, num_cpus: float = 1.0, num_gpus: float = 0.0,
+                 accelerator_type: str | None = None, startup_timeout_s: float = 300.0, **server_kwargs: object) -> None:
+        self.model = model
+        self.options: dict[str, object] = {"num_cpus": num_cpus, "num_gpus": num_gpus}
+        if accelerator_type:
+            self.options["accelerator_type"] = accelerator_type
+        self.startup_timeout_s = startup_timeout_s
+        self.server_kwargs = {"startup_timeout_s": startup_timeout_s, **server_kwargs}
+        self.actor: object | None = None
+        self.base_url: str | None = None
+        self.node_id: str | None = None
+
+    def start(self) -> RayServedModel:
+        import ray
+
+        host = ray.remote(_ServerHost).options(**self.options)  # type: ignore[arg-type]
+        self.actor = host.remote(self.model, self.server_kwargs)
+        try:
+            # placement is checked by the caller (core.resources); the timeout covers a lost node
+            self.base_url, self.node_id = ray.get(self.actor.start.remote(),  # type: ignore[attr-defined]
+                                                  timeout=self.startup_timeout_s + 60)
+        except ray.exceptions.GetTimeoutError:
+            self.stop()
+            raise VLLMServerError(
+                f"vLLM server for {self.model} not ready after {self.startup_timeout_s + 60:.0f} s in a Ray actor "
+                f"asking {self.options}") from None
+        except ray.exceptions.RayTaskError as exc:
+            self.stop()
+            raise VLLMServerError(f"vLLM server for {self.model} failed in its Ray actor: {exc.cause}") from None
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        import ray
+
+        actor, self.actor = self.actor, None
+        if actor is None:
+            return
+        with contextlib.suppress(Exception):
+            ray.get(actor.stop.remote(), timeout=60)  # type: ignore[attr-defined]
+        with contextlib.suppress(Exception):
+            ray.kill(actor)  # type: ignore[arg-type]
+
+    def __enter__(self) -> RayServedModel:
         return self.start()
 
     def __exit__(

@@ -64,6 +64,14 @@ class GenerateConfig(StrictModel):
     executor: Literal["ray", "local"] = Field(
         "ray", description="ray: engine replicas inside Ray Data (the job joins or starts a cluster); local: in-process"
     )
+    engines_at_once: int | None = Field(
+        None, ge=1, description="base models' engines answering at the same time on Ray; None: as many "
+        "as fit the cluster together (else one after another); 1: always one after another"
+    )
+    resume: bool = Field(
+        True, description="reuse answers an earlier run of the same output journaled before it crashed "
+        "(same engine settings, sampling, instruction, prompt format and question text)"
+    )
     fastchat_export: bool = Field(True, description="also write FastChat model_answer JSONL files")
     run: dict[str, Any] = Field(default_factory=dict)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -55,6 +56,9 @@ class GenerateSummary:
     failed: int = 0
     failures: list[dict[str, str]] = field(default_factory=list)
     outputs: dict[str, str] = field(default_factory=dict)
+    resumed: int = 0  # answers taken from the journal of an earlier, crashed run
+    engines_at_once: int = 1
+    engine_times: list[dict[str, Any]] = field(default_factory=list)  # per base model: wall-clock start, end
 
 
 # ---------------------------------------------------------------------------------------------
@@ -204,6 +208,112 @@ def _engine_for(
     return template.model_copy(update=update)
 
 
+@dataclass
+class _Group:
+    """One engine's work: a base model (in one prompt format) untuned and through its adapters."""
+
+    base_path: str
+    models: list[AnswerModel]
+    prompts: ModelPrompts
+    engine: EngineConfig
+    started: float = 0.0
+    finished: float = 0.0
+
+
+def _engines_at_once(cfg: GenerateConfig, engines: Sequence[EngineConfig], use_ray: bool | None) -> int:
+    """How many base models' engines run at the same time: all when their pools fit the cluster together.
+
+    In-process engines (no Ray) always take turns: two vLLM engines in one process share its memory.
+    """
+    limit = min(len(engines), cfg.engines_at_once or len(engines))
+    if limit <= 1 or use_ray is False:
+        return 1
+    from mentalchat.engine.runner import _ray_running
+
+    if use_ray is None and not (all(e.backend == "vllm" for e in engines) and _ray_running()):
+        return 1
+    from mentalchat.core.resources import ClusterShape, fits_together
+    from mentalchat.engine.pools import engine_pool_ask
+
+    asks = [engine_pool_ask(e, key="generate.engine") for e in engines[:limit]]
+    cluster = ClusterShape.from_ray()
+    while limit > 1 and not fits_together(asks[:limit], cluster):
+        limit -= 1
+    return limit
+
+
+def _answer_group(
+    g: _Group, questions: Sequence[Question], sampling: Any, params: str, instruction: str, cfg: GenerateConfig,
+    use_ray: bool | None, journal_dir: Path,
+) -> tuple[list[dict[str, Any]], list[dict[str, str]], int]:
+    """Answer one group's (model, question) pairs not already in its journal; rows, failures, reused count."""
+    from mentalchat.engine import run_requests
+    from mentalchat.generate.journal import AnswerJournal, question_digest
+
+    shape = g.engine.model_dump(mode="json", exclude={"name"})
+    shape["vllm"] = {k: v for k, v in shape["vllm"].items()
+                     if k not in ("replicas", "cpus_per_replica", "gpus_per_replica", "accelerator_type", "batch_size")}
+    journal = AnswerJournal(journal_dir, Path(g.base_path).name, {
+        "engine": shape, "sampling": params, "instruction": instruction, "format": g.prompts.format_id,
+        "adapters": sorted(str(m.adapter) for m in g.models if m.adapter)})
+    earlier = journal.done() if cfg.resume else {}
+    requests: list[ChatRequest] = []
+    meta: dict[str, tuple[AnswerModel, Question]] = {}
+    rows: list[dict[str, Any]] = []
+    for m in g.models:
+        for q in questions:
+            rid = f"{m.model_id}{_SEP}{q.question_id}"
+            meta[rid] = (m, q)
+            old = earlier.get(rid)
+            if old is not None and old.get("question_digest") == question_digest(q.text):
+                rows.append(old["row"])
+                continue
+            requests.append(ChatRequest(id=rid, messages=g.prompts.messages(q.text), sampling=sampling, lora=m.adapter))
+    reused = len(rows)
+    if reused:
+        log.info("base %s: %d answers taken from the journal of an earlier run", g.base_path, reused)
+
+    def row_of(res: ChatResult) -> dict[str, Any]:
+        m, q = meta[res.id]
+        return {
+            "question_id": q.question_id, "model_id": m.model_id, "base_model": m.base_model,
+            "data_config": m.data_config, "answer": res.text, "tokens_in": res.tokens_in,
+            "tokens_out": res.tokens_out, "finish_reason": res.finish_reason,
+            "engine": g.engine.backend, "params": params, "prompt_format": g.prompts.format_id,
+        }
+
+    pending: list[dict[str, Any]] = []
+    last_flush = [time.monotonic()]
+
+    def record(res: ChatResult) -> None:  # batch the fsyncs: every 16 answers or 2 seconds
+        if res.ok and res.id in meta:
+            pending.append({"rid": res.id, "question_digest": question_digest(meta[res.id][1].text),
+                            "row": row_of(res)})
+        if len(pending) >= 16 or time.monotonic() - last_flush[0] > 2.0:
+            journal.append(pending[:])
+            pending.clear()
+            last_flush[0] = time.monotonic()
+
+    log.info("answering %d questions with %d model(s) on base %s (%d requests)", len(questions), len(g.models),
+             g.base_path, len(requests))
+    g.started = time.time()
+    results: list[ChatResult] = run_requests(
+        requests, g.engine, use_ray=use_ray, stage="generate",
+        config_key=f"engines.{cfg.engine}" if isinstance(cfg.engine, str) else "generate.engine",
+        keys={"count": "generate.replicas"} if cfg.replicas else None, on_result=record,
+    )
+    journal.append(pending)
+    g.finished = time.time()
+    failures: list[dict[str, str]] = []
+    for res in results:
+        m, q = meta[res.id]
+        if not res.ok:
+            failures.append({"model_id": m.model_id, "question_id": q.question_id, "error": res.error or "no text"})
+            continue
+        rows.append(row_of(res))
+    return rows, failures, reused
+
+
 # ---------------------------------------------------------------------------------------------
 # The stage
 
@@ -218,7 +328,6 @@ def run_generate(
 ) -> GenerateSummary:
     """Answer every question with every model; publish ``output`` (answers.parquet, model_answer/)."""
     from mentalchat.config import config_hash
-    from mentalchat.engine import run_requests
 
     output = Path(output)
     questions: list[Question] = load_questions(questions_path, limit=cfg.max_questions)
@@ -243,41 +352,37 @@ def run_generate(
     from mentalchat.models.kit import resolve_model
 
     summary = GenerateSummary(questions=len(questions), models=[m.model_id for m in models])
-    rows: list[dict[str, Any]] = []
+    params = json.dumps(sampling.model_dump(mode="json"), sort_keys=True)
+    groups = []
     for (base_path, fmt), group in by_base.items():
         prompts = prepare_prompts(resolve_model(base_path), fmt, instruction, work)
-        adapters_here = [m for m in group if m.adapter]
-        engine_cfg = _engine_for(template, base_path, adapters_here, prompts, cfg)
-        params = json.dumps(sampling.model_dump(mode="json"), sort_keys=True)
-        requests = []
-        meta: dict[str, tuple[AnswerModel, Question]] = {}
-        for m in group:
-            for q in questions:
-                rid = f"{m.model_id}{_SEP}{q.question_id}"
-                meta[rid] = (m, q)
-                requests.append(
-                    ChatRequest(id=rid, messages=prompts.messages(q.text), sampling=sampling, lora=m.adapter)
-                )
-        log.info("answering %d questions with %d model(s) on base %s", len(questions), len(group), base_path)
-        results: list[ChatResult] = run_requests(
-            requests, engine_cfg, use_ray=use_ray, config_key=f"engines.{cfg.engine}" if isinstance(cfg.engine, str) else "generate.engine", stage="generate",
-            keys={"count": "generate.replicas"} if cfg.replicas else None,
-        )
-        for res in results:
-            m, q = meta[res.id]
-            if not res.ok:
-                summary.failures.append({"model_id": m.model_id, "question_id": q.question_id,
-                                         "error": res.error or "no text"})
-                continue
-            rows.append(
-                {
-                    "question_id": q.question_id, "model_id": m.model_id, "base_model": m.base_model,
-                    "data_config": m.data_config, "answer": res.text, "tokens_in": res.tokens_in,
-                    "tokens_out": res.tokens_out, "finish_reason": res.finish_reason,
-                    "engine": engine_cfg.backend,
-                    "params": params, "prompt_format": prompts.format_id,
-                }
-            )
+        engine_cfg = _engine_for(template, base_path, [m for m in group if m.adapter], prompts, cfg)
+        groups.append(_Group(base_path, group, prompts, engine_cfg))
+    width = _engines_at_once(cfg, [g.engine for g in groups], use_ray)
+    if width > 1:
+        log.info("answering with %d base models' engines at once (they fit the cluster together)", width)
+    summary.engines_at_once = width
+
+    def answer(g: _Group) -> tuple[list[dict[str, Any]], list[dict[str, str]], int]:
+        return _answer_group(g, questions, sampling, params, instruction, cfg, use_ray, work / "journal")
+
+    if width > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(width, thread_name_prefix="generate") as pool:
+            outcomes = list(pool.map(answer, groups))
+    else:
+        outcomes = [answer(g) for g in groups]
+    summary.engine_times = [{"base": g.base_path, "started": g.started, "finished": g.finished} for g in groups]
+    rows: list[dict[str, Any]] = []
+    for got, failures, reused in outcomes:
+        rows.extend(got)
+        summary.failures.extend(failures)
+        summary.resumed += reused
+    # the same order whether answers came fresh, from the journal or from engines running at once
+    model_rank = {m.model_id: i for i, m in enumerate(models)}
+    question_rank = {q.question_id: i for i, q in enumerate(questions)}
+    rows.sort(key=lambda r: (model_rank[r["model_id"]], question_rank[r["question_id"]]))
     summary.answers = len(rows)
     summary.failed = len(summary.failures)
     if not rows:

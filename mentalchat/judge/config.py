@@ -47,6 +47,19 @@ class JudgeSpec(StrictModel):
         "for this judge while the job runs, when its engine has no base_url",
     )
     serve_max_model_len: int = Field(4096, ge=256, description="context length of the served model")
+    serve_on: Literal["auto", "driver", "ray"] = Field(
+        "auto", description="where the served model runs: a Ray actor on a node with serve_gpus / "
+        "serve_accelerator_type (auto: when Ray is running), or a subprocess of the driver"
+    )
+    serve_gpus: float = Field(0.0, ge=0, description="GPUs of the Ray actor serving the model (0: CPU)")
+    serve_cpus: float = Field(1.0, gt=0, description="CPUs of the Ray actor serving the model")
+    serve_accelerator_type: str | None = Field(None, description="e.g. L4: serve on a node of that type")
+    serve_gpu_memory_utilization: float = Field(
+        0.9, gt=0, le=1, description="on GPU: share of its memory for weights and KV cache"
+    )
+    serve_kv_cache_bytes: int | None = Field(
+        None, ge=2**20, description="a fixed KV cache; None: 512 MiB on CPU, serve_gpu_memory_utilization on GPU"
+    )
 
 
 class PromptSpec(StrictModel):

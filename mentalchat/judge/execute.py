@@ -235,18 +235,61 @@ def fit_ray_engines(
 def serve_local_judges(
     cfg: JudgeConfig, engines: dict[str, EngineConfig], stack: contextlib.ExitStack, echo: Callable[[str], None]
 ) -> None:
-    """Start a local vLLM OpenAI server for each judge with ``serve`` whose engine has no endpoint."""
-    for judge in cfg.judges:
+    """Start a vLLM OpenAI server for each judge with ``serve`` whose engine has no endpoint.
+
+    With Ray running (or ``serve_on: ray``) the server is a Ray actor placed on a node with the
+    judge's ``serve_gpus`` / ``serve_accelerator_type``, checked against the cluster first, so
+    on a real cluster it does not land on the GPU-less head node; otherwise a driver subprocess.
+    """
+    for i, judge in enumerate(cfg.judges):
         ecfg = engines[judge.engine]
         if not judge.serve or ecfg.base_url or ecfg.backend != "openai":
             continue
-        from mentalchat.engine.vllm_server import VLLMServer
+        from mentalchat.engine.vllm_server import RayServedModel, VLLMServer
 
-        echo(f"starting a local vLLM server for judge {cfg.judge_label(judge)} ({judge.serve})")
-        srv = stack.enter_context(
-            VLLMServer(judge.serve, served_model_name=ecfg.model, max_model_len=judge.serve_max_model_len,
-                       kv_cache_memory_bytes=512 * 2**20)
-        )
+        on_ray = judge.serve_on == "ray" or (judge.serve_on == "auto" and _ray_running())
+        on_gpu = judge.serve_gpus > 0
+        opts: dict[str, Any] = {
+            "served_model_name": ecfg.model, "max_model_len": judge.serve_max_model_len,
+            "kv_cache_memory_bytes": judge.serve_kv_cache_bytes or (None if on_gpu else 512 * 2**20),
+            "gpu_memory_utilization": judge.serve_gpu_memory_utilization,
+        }
+        label = cfg.judge_label(judge)
+        if on_ray:
+            _check_server_fits(judge, i, label)
+            where = f"a Ray actor ({judge.serve_cpus:g} CPU, {judge.serve_gpus:g} GPU"
+            where += f", {judge.serve_accelerator_type})" if judge.serve_accelerator_type else ")"
+            echo(f"starting a vLLM server for judge {label} ({judge.serve}) in {where}")
+            srv: Any = stack.enter_context(RayServedModel(
+                judge.serve, num_cpus=judge.serve_cpus, num_gpus=judge.serve_gpus,
+                accelerator_type=judge.serve_accelerator_type, **opts))
+            echo(f"  judge {label} served at {srv.base_url} (node {str(srv.node_id)[:12]})")
+        else:
+            echo(f"starting a local vLLM server for judge {label} ({judge.serve})")
+            srv = stack.enter_context(VLLMServer(judge.serve, **opts))
         engines[judge.engine] = ecfg.model_copy(update={"base_url": srv.base_url})
+
+
+def _ray_running() -> bool:
+    try:
+        import ray
+    except ImportError:
+        return False
+    return ray.is_initialized()
+
+
+def _check_server_fits(judge: JudgeSpec, index: int, label: str) -> None:
+    """Refuse (naming the key) a served judge no node can host, instead of an actor that waits forever."""
+    from mentalchat.core.resources import ACCELERATOR_PREFIX, Ask, ensure_fits
+
+    resources: dict[str, float] = {"CPU": judge.serve_cpus}
+    if judge.serve_gpus:
+        resources["GPU"] = judge.serve_gpus
+    if judge.serve_accelerator_type:
+        resources[ACCELERATOR_PREFIX + judge.serve_accelerator_type] = 0.001
+    key = f"judge.judges[{index}]"
+    ensure_fits([Ask(f"vLLM server of judge {label!r}", resources, keys={
+        "CPU": f"{key}.serve_cpus", "GPU": f"{key}.serve_gpus",
+        "accelerator_type": f"{key}.serve_accelerator_type"})], stage="judge")
 
 

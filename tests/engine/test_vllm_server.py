@@ -58,3 +58,40 @@ def test_failed_start_reports_log_tail(tmp_path: Path) -> None:
     assert "exited with code" in str(err.value)
     assert str(missing) in str(err.value)  # the log tail names what vLLM could not load
     assert not srv.running
+
+
+def test_command_uses_gpu_defaults_only_on_gpu() -> None:
+    """CUDA graphs and a KV cache sized by memory share on GPU; eager and a fixed cache on CPU."""
+    cpu = VLLMServer("m", port=1, kv_cache_memory_bytes=2**29, gpu_memory_utilization=0.8).command("m", on_cpu=True)
+    assert "--enforce-eager" in cpu and "--gpu-memory-utilization" not in cpu
+    assert cpu[cpu.index("--kv-cache-memory-bytes") + 1] == str(2**29)
+    gpu = VLLMServer("m", port=1, gpu_memory_utilization=0.8).command("m", on_cpu=False)
+    assert "--enforce-eager" not in gpu and "--kv-cache-memory-bytes" not in gpu
+    assert gpu[gpu.index("--gpu-memory-utilization") + 1] == "0.8"
+    forced = VLLMServer("m", port=1, enforce_eager=True).command("m", on_cpu=False)
+    assert "--enforce-eager" in forced  # an explicit setting wins
+
+
+def test_ray_served_model_runs_in_an_actor_and_dies_with_it(ray_cluster, tiny_model: Path) -> None:
+    """The server lives in a Ray actor on a cluster node; killing the actor hard takes the server along."""
+    import os
+    import time
+
+    from mentalchat.engine.vllm_server import RayServedModel
+
+    srv = RayServedModel(str(tiny_model), num_cpus=1, served_model_name="tiny", max_model_len=256,
+                         kv_cache_memory_bytes=32 * 2**20).start()
+    try:
+        assert srv.node_id in {n["NodeID"] for n in ray_cluster.nodes() if n["Alive"]}
+        models = json.load(urllib.request.urlopen(f"{srv.base_url}/models", timeout=10))
+        assert [m["id"] for m in models["data"]] == ["tiny"]
+        pid = ray_cluster.get(srv.actor.server_pid.remote())
+        assert pid and os.path.exists(f"/proc/{pid}")
+        ray_cluster.kill(srv.actor)  # no graceful stop: the actor's process is killed
+        srv.actor = None
+        deadline = time.monotonic() + 60
+        while _group_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert not _group_alive(pid), "the vLLM server outlived its Ray actor"
+    finally:
+        srv.stop()
