@@ -123,6 +123,10 @@ class EngineConfig(StrictModel):
         None, description="what the model accepts, where the built-in table (engine.capabilities) is wrong"
     )
     batch: BatchSetting = Field(None, description="API backends: true (or options) sends calls through the batch API")
+    served: bool = Field(
+        False, description="set by the judge stage for a model it serves itself (judge serve) at a cluster "
+        "node's address: treated like a loopback endpoint (no API key, no price, no retirement check)"
+    )
 
     @model_validator(mode="after")
     def _defaults(self) -> EngineConfig:

@@ -101,7 +101,7 @@ class HTTPEngine(Engine):
         key_env = cfg.api_key_env
         key = os.environ.get(key_env) if key_env else None
         if not key:
-            if not is_local_url(self.base_url):
+            if not (cfg.served or is_local_url(self.base_url)):
                 raise ConfigError(
                     f"engine {cfg.label!r} ({cfg.backend}): the API key variable {key_env!r} is not set "
                     f"(set it, or point base_url at a local endpoint)"
@@ -120,7 +120,7 @@ class HTTPEngine(Engine):
         self.initial_shape: RequestShape = capabilities_for(self.provider, cfg.model, cfg.capabilities)
         self.shape: RequestShape = self.initial_shape
         self.downgrades: list[Downgrade] = []
-        self.retirement = retirement_for(self.provider, cfg.model) if not is_local_url(self.base_url) else None
+        self.retirement = retirement_for(self.provider, cfg.model) if not (cfg.served or is_local_url(self.base_url)) else None
         if self.retirement is not None:
             log.warning("engine %r: %s; calls will fail unless the endpoint still serves it", cfg.label, self.retirement.describe())
         self.cache = ResponseCache(cfg.cache_dir) if cfg.cache_dir else None

@@ -124,7 +124,7 @@ def price_is_known(cfg: EngineConfig, base_url: str | None) -> bool:
     A paid model priced at $0 would make any budget cap meaningless, so engines refuse to start
     with a budget when this is False.
     """
-    if is_local_url(base_url):
+    if cfg.served or is_local_url(base_url):
         return True
     if cfg.price_in_per_mtok is not None and cfg.price_out_per_mtok is not None:
         return True
@@ -134,7 +134,7 @@ def price_is_known(cfg: EngineConfig, base_url: str | None) -> bool:
 def resolve_price(cfg: EngineConfig, base_url: str | None) -> Price:
     """The (in, out) price for an engine: config override, else 0 for local, else the table."""
     table = price_for(cfg.model)
-    local = is_local_url(base_url)
+    local = cfg.served or is_local_url(base_url)
     p_in = cfg.price_in_per_mtok if cfg.price_in_per_mtok is not None else (0.0 if local else (table or (0.0, 0.0))[0])
     p_out = cfg.price_out_per_mtok if cfg.price_out_per_mtok is not None else (0.0 if local else (table or (0.0, 0.0))[1])
     if table is None and not local and (cfg.price_in_per_mtok is None or cfg.price_out_per_mtok is None):

@@ -267,7 +267,7 @@ def serve_local_judges(
         else:
             echo(f"starting a local vLLM server for judge {label} ({judge.serve})")
             srv = stack.enter_context(VLLMServer(judge.serve, **opts))
-        engines[judge.engine] = ecfg.model_copy(update={"base_url": srv.base_url})
+        engines[judge.engine] = ecfg.model_copy(update={"base_url": srv.base_url, "served": True})
 
 
 def _ray_running() -> bool:
