@@ -9,8 +9,9 @@ assertion, so this script never decides what passes.
 
 Where a stage's output does not say which node did the work, a ``worker_process_setup_hook`` (test
 instrumentation only, installed in every worker of this job) adds it: each HTTP request carries an
-``x-ray-node`` header (recorded by the fault server), and each engine replica, engine batch and
-response-cache write appends its node (a batch its row count, a write its time) to a log file.
+``x-ray-node`` header (recorded by the fault server), and each engine replica, engine batch, answer
+read and response-cache write appends its node (a batch its row count, the others their time) to
+a log file.
 
 Usage: ``python tests/multinode_driver.py OUT.json WORKDIR TINY_MODEL [SCENARIO ...]``
 (scenarios: finetune, generate, judge; default all).
@@ -37,7 +38,8 @@ JUDGE_MAX_CONCURRENCY = 4
 JUDGE_RPM = 360.0  # 6 requests per second
 JUDGE_LATENCY_S = 0.4
 JUDGE_QUESTIONS, JUDGE_MODELS = 12, 6  # 72 calls, ~12 s at 6/s
-KILL_AFTER_CALLS = 24  # remove the L4 node once this many calls have reached the server
+KILL_AFTER_CALLS = 16  # remove the L4 node once this many calls have reached the server ...
+KILL_READ_AGE_S = 1.0  # ... and its batch in progress holds answers read at least this long ago
 
 
 def _instrument() -> None:
@@ -63,7 +65,7 @@ def _instrument() -> None:
 
     def log(**fields: Any) -> None:
         with open(log_path, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps({"node": node, "pid": os.getpid(), **fields}) + "\n")
+            fh.write(json.dumps({"node": node, "pid": os.getpid(), "t": time.monotonic(), **fields}) + "\n")
 
     def logged_init(self: runner.EngineActor, *args: Any, **kw: Any) -> None:
         init(self, *args, **kw)
@@ -83,10 +85,21 @@ def _instrument() -> None:
 
     def logged_put(self: ResponseCache, *args: Any, **kw: Any) -> Any:
         out = put(self, *args, **kw)
-        log(event="cached", t=time.monotonic())  # one clock for every process of this machine
+        log(event="cached")  # time.monotonic(): one clock for every process of this machine
         return out
 
     ResponseCache.put = logged_put  # type: ignore[method-assign]
+
+    from mentalchat.engine.openai_backend import OpenAIEngine
+
+    attempt = OpenAIEngine._call
+
+    async def logged_call_api(self: OpenAIEngine, *args: Any, **kw: Any) -> Any:
+        out = await attempt(self, *args, **kw)
+        log(event="answered")  # the client has read this answer
+        return out
+
+    OpenAIEngine._call = logged_call_api  # type: ignore[method-assign]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -112,7 +125,12 @@ def scenario_finetune(work: Path, tiny_model: Path, nodes: dict[str, str]) -> di
     for row in manifest:
         progress = json.loads((Path(row["checkpoint_path"]) / PROGRESS_FILE).read_text(encoding="utf-8"))
         trials.append({"trial_id": row["trial_id"], "node_id": progress.get("node_id"), "steps": row["steps"]})
-    return {"trials": trials}
+    import ray.util
+
+    # Every placement group this run made (removed ones stay listed): what each bundle asked for, and where.
+    groups = [{"bundles": [dict(b) for b in g["bundles"].values()], "nodes": list(g["bundles_to_node_id"].values())}
+              for g in ray.util.placement_group_table().values()]
+    return {"trials": trials, "placement_groups": groups}
 
 
 def scenario_generate(work: Path, tiny_model: Path, nodes: dict[str, str]) -> dict[str, Any]:
@@ -133,7 +151,8 @@ def scenario_generate(work: Path, tiny_model: Path, nodes: dict[str, str]) -> di
     answers = read_table(work / "answers" / "answers.parquet", "answers").to_pylist()
     log = _batch_log()
     return {"answers": len(answers), "failed": summary.failed, "requests": 12,
-            "replicas": [r for r in log if r["event"] == "replica"], "batches": [r for r in log if r["event"] == "batch"]}
+            "replicas": [r for r in log if r["event"] == "replica"],
+            "batches": [r for r in log if r["event"] == "batch"]}
 
 
 def scenario_judge(work: Path, tiny_model: Path, nodes: dict[str, str], cluster: Any) -> dict[str, Any]:
@@ -149,7 +168,7 @@ def scenario_judge(work: Path, tiny_model: Path, nodes: dict[str, str], cluster:
     kill: dict[str, Any] = {}
     with FaultServer(latency_s=JUDGE_LATENCY_S, responder=_text_judge, seed=3) as srv:
         cfg = JudgeConfig.model_validate({
-            "executor": "ray", "ray_replicas": 2, "ray_cpus_per_replica": 2, "ray_batch_size": 4,
+            "executor": "ray", "ray_replicas": 2, "ray_cpus_per_replica": 2, "ray_batch_size": 8,
             "preflight": "never",
             "judges": [{"engine": "oa"}], "prompts": ["mentalchat-v1"],
             "engines": {"oa": {"backend": "openai", "model": "judge-a", "base_url": srv.openai_base_url,
@@ -184,31 +203,39 @@ def scenario_judge(work: Path, tiny_model: Path, nodes: dict[str, str], cluster:
     return {
         "planned": summary.planned, "scored": summary.scored, "seconds": seconds,
         "items_judged": int(judged.sum()), "items": int(len(judged)),
-        "records": records, "kill": kill, "cached": [r for r in _batch_log() if r["event"] == "cached"],
+        "records": records, "kill": kill,
+        "client": [r for r in _batch_log() if r["event"] in ("answered", "cached")],
         "limits": {"max_concurrency": JUDGE_MAX_CONCURRENCY, "rpm": JUDGE_RPM, "burst_s": 0.25},
     }
 
 
 def _kill_mid_sweep(srv: Any, cluster: Any, nodes: dict[str, str], sweep: threading.Thread,
                     out: dict[str, Any]) -> None:
-    """Once enough calls came in and the L4 node has calls in flight, SIGKILL that node; add a fresh one.
+    """SIGKILL the L4 node mid-batch, then add a fresh node in its place.
 
-    The replacement stands in for an autoscaler: the sweep's actor pool has a fixed size, and the
-    lost actor is restarted on whatever node has room.
+    The moment: the node has calls in flight at the server and its batch in progress already holds
+    answers read ``KILL_READ_AGE_S`` ago (long enough to be cached), so that losing finished work
+    would show as repeats. The replacement stands in for an autoscaler: the sweep's actor pool has
+    a fixed size, and the lost actor is restarted where there is room.
     """
     while sweep.is_alive():
+        now = time.monotonic()
         recs = [r for r in srv.requests if r.protocol == "openai"]
         busy = [r for r in recs if r.t_end is None and r.headers.get(NODE_HEADER) == nodes["l4"]]
-        if len(recs) >= KILL_AFTER_CALLS and busy:
+        events = [e for e in _read_log() if e["node"] == nodes["l4"]]
+        batch_start = max((e["t"] for e in events if e["event"] == "batch"), default=0.0)
+        old = [e for e in events if e["event"] == "answered" and batch_start < e["t"] < now - KILL_READ_AGE_S]
+        if len(recs) >= KILL_AFTER_CALLS and busy and old:
             out["t_kill_begin"] = time.monotonic()
             out["in_flight_seen"] = len(busy)
+            out["batch_answers_read_before"] = len(old)
             cluster.remove_node(cluster.l4, allow_graceful=False)
             out["t_dead"] = time.monotonic()
             out["calls_before"] = len(recs)
             replacement = cluster.add_node(num_cpus=2, resources={"accelerator_type:L4": 1})
             out["replacement"] = replacement.node_id
             return
-        time.sleep(0.01)
+        time.sleep(0.02)
 
 
 def _limiter_nodes() -> list[str]:
@@ -257,13 +284,52 @@ def _text_judge(messages: list[dict[str, str]], params: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _batch_log() -> list[dict[str, Any]]:
+def _read_log() -> list[dict[str, Any]]:
     path = Path(os.environ[BATCH_LOG_ENV])
-    if not path.exists():
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
         return []
-    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    path.unlink()
+    out = []
+    for line in lines:
+        try:
+            out.append(json.loads(line))
+        except ValueError:  # a line being appended right now
+            pass
+    return out
+
+
+def _batch_log() -> list[dict[str, Any]]:
+    """The instrumentation log so far, emptied for the next scenario."""
+    rows = _read_log()
+    Path(os.environ[BATCH_LOG_ENV]).unlink(missing_ok=True)
     return rows
+
+
+def _start_cluster(cluster_cls: Any, attempts: int = 2) -> Any:
+    """Head (1 CPU: no 2-CPU engine replica fits there) + the A100 and L4 stand-ins (2 CPUs each).
+
+    A dead node is noticed after ~5 missed 1 s health checks (Ray's default waits ~3x longer). A
+    start that times out (a GCS starved of CPU on a loaded 2-core machine) is tried once more.
+    """
+    for attempt in range(attempts):
+        cluster = None
+        try:
+            cluster = cluster_cls(initialize_head=True, head_node_args={
+                "num_cpus": 1, "include_dashboard": False,
+                "_system_config": {"health_check_period_ms": 1000, "health_check_failure_threshold": 5},
+            })
+            cluster.a100 = cluster.add_node(wait=False, num_cpus=2, resources={"accelerator_type:A100": 1})
+            cluster.l4 = cluster.add_node(wait=False, num_cpus=2, resources={"accelerator_type:L4": 1})
+            cluster.wait_for_nodes(timeout=120)
+            return cluster
+        except Exception:
+            if cluster is not None:
+                cluster.shutdown()
+            if attempt == attempts - 1:
+                raise
+            traceback.print_exc()
+    raise AssertionError("unreachable")
 
 
 def main(argv: list[str]) -> int:
@@ -280,15 +346,7 @@ def main(argv: list[str]) -> int:
     from ray.cluster_utils import Cluster
 
     t0 = time.monotonic()
-    # Head: 1 CPU (no engine replica or Train worker of 2 CPUs fits there); two 2-CPU workers.
-    # A dead node is noticed after ~5 missed 1 s health checks (Ray's default is ~3 x longer).
-    cluster = Cluster(initialize_head=True, head_node_args={
-        "num_cpus": 1, "include_dashboard": False,
-        "_system_config": {"health_check_period_ms": 1000, "health_check_failure_threshold": 5},
-    })
-    cluster.a100 = cluster.add_node(wait=False, num_cpus=2, resources={"accelerator_type:A100": 1})
-    cluster.l4 = cluster.add_node(wait=False, num_cpus=2, resources={"accelerator_type:L4": 1})
-    cluster.wait_for_nodes(timeout=120)
+    cluster = _start_cluster(Cluster)
     nodes = {"head": cluster.head_node.node_id, "a100": cluster.a100.node_id, "l4": cluster.l4.node_id}
     env = {k: os.environ[k] for k in ("HF_HUB_OFFLINE", "VLLM_NO_USAGE_STATS", BATCH_LOG_ENV) if k in os.environ}
     ray.init(address=cluster.address, log_to_driver=False, configure_logging=False,
