@@ -9,9 +9,9 @@ call of the limiter until then. Optional token buckets keep requests/minute and 
 the configured values (the tokens of a call are estimated up front and corrected on release).
 
 :class:`AsyncLimiter` lives in one event loop. :class:`ClusterLimiter` has the same async interface
-and forwards to a named Ray actor (one per provider endpoint and model, ``get_if_exists=True``),
-holding an :class:`AsyncLimiter`, so every Ray worker calling the same provider shares one set of
-limits. Waiters are admitted in FIFO order. Slots are leases: a caller that dies without releasing
+and forwards to a named Ray actor (one per provider endpoint and model, ``get_if_exists=True``, on
+the head node), holding an :class:`AsyncLimiter`, so every Ray worker calling the same provider
+shares one set of limits. Waiters are admitted in FIFO order. Slots are leases: a caller that dies without releasing
 gives its slot back after ``lease_s``. Both hand out slots as async context managers
 (:meth:`Slots.slot`), so an acquire is always paired with one release.
 """
