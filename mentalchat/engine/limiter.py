@@ -9,9 +9,9 @@ call of the limiter until then. Optional token buckets keep requests/minute and 
 the configured values (the tokens of a call are estimated up front and corrected on release).
 
 :class:`AsyncLimiter` lives in one event loop. :class:`ClusterLimiter` has the same async interface
-and forwards to a named Ray actor (one per provider endpoint and model, ``get_if_exists=True``),
-holding an :class:`AsyncLimiter`, so every Ray worker calling the same provider shares one set of
-limits. Waiters are admitted in FIFO order. Slots are leases: a caller that dies without releasing
+and forwards to a named Ray actor (one per provider endpoint and model, ``get_if_exists=True``, on
+the head node), holding an :class:`AsyncLimiter`, so every Ray worker calling the same provider
+shares one set of limits. Waiters are admitted in FIFO order. Slots are leases: a caller that dies without releasing
 gives its slot back after ``lease_s``. Both hand out slots as async context managers
 (:meth:`Slots.slot`), so an acquire is always paired with one release.
 """
@@ -321,7 +321,10 @@ class ClusterLimiter(Slots):
 
     Detached so that it outlives the worker that happened to create it (Ray Data scales actor
     pools up and down); it lives in the ``mentalchat`` namespace until the cluster stops or
-    :meth:`kill` is called. The newest settings passed for a name are applied.
+    :meth:`kill` is called. The newest settings passed for a name are applied. It is placed on the
+    head node: created with Ray's default placement it landed on the node of the first worker that
+    asked, and when that worker node died every later call of the sweep failed with
+    ``ActorDiedError`` (seen in ``tests/test_multinode.py``); the head outlives every worker node.
     """
 
     def __init__(self, name: str, settings: LimiterSettings) -> None:
@@ -338,6 +341,7 @@ class ClusterLimiter(Slots):
             lifetime="detached",
             max_concurrency=100_000,
             num_cpus=0,
+            scheduling_strategy=_on_head_node(),
         ).remote(settings)
         ray.get(self._handle.configure.remote(settings))
 
@@ -356,6 +360,21 @@ class ClusterLimiter(Slots):
         import ray
 
         ray.kill(self._handle)
+
+
+def _on_head_node() -> Any:
+    """An affinity to the head node (where a worker node's death cannot take the actor along).
+
+    Hard: a soft affinity was measured to fall back to the creating worker's node now and then
+    (on a freshly started cluster). The actor asks for no resources, so the live head can always
+    host it; a cluster whose head is not found gets Ray's default placement.
+    """
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    head = next((n["NodeID"] for n in ray.nodes()
+                 if n.get("Alive") and "node:__internal_head__" in n.get("Resources", {})), None)
+    return NodeAffinitySchedulingStrategy(head, soft=False) if head else "DEFAULT"
 
 
 # ------------------------------------------------------------------------------------------------

@@ -69,8 +69,10 @@ def _report_callback(trainer_box: dict[str, Any], meta: dict[str, Any]) -> Any:
                 if ctx.get_world_rank() == 0:
                     progress = {k: metrics[k] for k in ("step", "train_seconds", "restarts", "tokens_trained",
                                                          "tokens_in_loss", "tokens_processed")}
-                    # Which process wrote it: lets operators (and the kill test) find the worker.
-                    progress.update(pid=os.getpid(), hostname=socket.gethostname())
+                    # Which process and Ray node wrote it: lets operators (and the kill and
+                    # multi-node tests) find the worker; hostnames repeat where nodes share a host.
+                    progress.update(pid=os.getpid(), hostname=socket.gethostname(),
+                                    node_id=ray.get_runtime_context().get_node_id())
                     (ckpt_dir / PROGRESS_FILE).write_text(json.dumps(progress), encoding="utf-8")
                     (ckpt_dir / ADAPTER_META).write_text(json.dumps(meta, indent=2), encoding="utf-8")
                 checkpoint = ray.train.Checkpoint.from_directory(str(ckpt_dir))
