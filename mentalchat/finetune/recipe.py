@@ -7,6 +7,7 @@ about Ray: :mod:`mentalchat.finetune.train_loop` adds reporting, checkpoints and
 from __future__ import annotations
 
 import functools
+import importlib.util
 import math
 import os
 import time
@@ -26,6 +27,8 @@ __all__ = [
     "gradient_accumulation",
     "load_base_model",
     "load_tokenizer",
+    "model_load_kwargs",
+    "sft_config_kwargs",
 ]
 
 
@@ -59,16 +62,17 @@ def load_tokenizer(model_path: str) -> Any:
     return tok
 
 
-def load_base_model(
-    model_path: str, cfg: FinetuneConfig, *, on_gpu: bool, device_index: int | None, use_deepspeed: bool
-) -> Any:
-    """The frozen base in 4-bit NF4 (or 8/16-bit), placed on this rank's own device.
+def model_load_kwargs(cfg: FinetuneConfig, *, on_gpu: bool, device_index: int | None, use_deepspeed: bool
+                      ) -> dict[str, Any]:
+    """``from_pretrained`` arguments of the frozen base: dtype, bitsandbytes config, attention, placement.
 
     Under DDP every rank loads its own copy onto ``cuda:<local rank>``; under DeepSpeed the
-    engine places it (no ``device_map``).
+    engine places it (no ``device_map``). For ZeRO-3 the config check made ``quant_storage`` the
+    compute dtype, which is also the model's dtype here, so the packed 4-bit weights shard like
+    the others (PEFT's ZeRO-3 + QLoRA recipe).
     """
     import torch
-    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+    from transformers import BitsAndBytesConfig
 
     dtype = compute_dtype(cfg, on_gpu)
     q = cfg.quantization
@@ -91,6 +95,20 @@ def load_base_model(
         kwargs["attn_implementation"] = cfg.train.attn_implementation
     if not use_deepspeed:
         kwargs["device_map"] = {"": device_index} if on_gpu else "cpu"
+    return kwargs
+
+
+def load_base_model(
+    model_path: str, cfg: FinetuneConfig, *, on_gpu: bool, device_index: int | None, use_deepspeed: bool
+) -> Any:
+    """The frozen base in 4-bit NF4 (or 8/16-bit), placed on this rank's own device.
+
+    Under ZeRO-3, call it after the ``SFTConfig`` exists: its DeepSpeed config makes
+    ``from_pretrained`` partition the weights as they load (``zero.Init``).
+    """
+    from transformers import AutoModelForCausalLM
+
+    kwargs = model_load_kwargs(cfg, on_gpu=on_gpu, device_index=device_index, use_deepspeed=use_deepspeed)
     return AutoModelForCausalLM.from_pretrained(model_path, **kwargs)
 
 
@@ -107,7 +125,7 @@ def build_lora_config(cfg: FinetuneConfig) -> Any:
     )
 
 
-def build_sft_config(
+def sft_config_kwargs(
     cfg: FinetuneConfig,
     *,
     output_dir: str | Path,
@@ -117,19 +135,20 @@ def build_sft_config(
     report_to: str | list[str] = "none",
     evaluate: bool = True,
     save: bool = True,
-) -> Any:
-    """``SFTConfig`` from the recipe. Evaluation and checkpoints share one cadence, so every
-    checkpoint carries the eval loss that ranks it."""
-    from trl import SFTConfig
+) -> dict[str, Any]:
+    """The ``SFTConfig`` arguments of the recipe (a plain mapping: testable without DeepSpeed).
 
+    Evaluation and checkpoints share one cadence, so every checkpoint carries the eval loss that
+    ranks it. A DeepSpeed config goes through as given; its batch keys are "auto" (checked in
+    :class:`FinetuneConfig`), which the Trainer fills from the geometry here.
+    """
     t, o = cfg.train, cfg.optim
     save_steps = t.save_steps or max(1, math.ceil(max_steps / 10))
     eval_steps = t.eval_steps or save_steps
     dtype = cfg.quantization.compute_dtype
     if dtype == "auto":
         dtype = "bfloat16" if on_gpu else "float32"
-    deepspeed = cfg.deepspeed
-    return SFTConfig(
+    return dict(
         output_dir=str(output_dir),
         max_steps=max_steps,
         per_device_train_batch_size=t.micro_batch_size,
@@ -165,11 +184,21 @@ def build_sft_config(
         torch_compile=t.torch_compile,
         dataloader_num_workers=t.dataloader_num_workers,
         ddp_find_unused_parameters=False,  # LoRA touches every adapted layer each step
-        deepspeed=deepspeed,
+        deepspeed=cfg.deepspeed,
         remove_unused_columns=True,
         disable_tqdm=True,
         save_only_model=False,
     )
+
+
+def build_sft_config(cfg: FinetuneConfig, **kwargs: Any) -> Any:
+    """``SFTConfig`` from :func:`sft_config_kwargs` (same keyword arguments)."""
+    from trl import SFTConfig
+
+    if cfg.deepspeed is not None and importlib.util.find_spec("deepspeed") is None:
+        raise ConfigError("finetune.deepspeed is set, but the deepspeed package is not installed on this "
+                          "worker (pip install deepspeed), or remove finetune.deepspeed to train with DDP")
+    return SFTConfig(**sft_config_kwargs(cfg, **kwargs))
 
 
 @functools.cache
