@@ -213,10 +213,29 @@ def _trainer_class() -> type:
         They live on the device and are read only when reported, so no per-step host sync.
         """
 
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
+        def __init__(self, *args: Any, adapter_dtype: Any = None, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
+            self.adapter_dtype = adapter_dtype
+            self._cast_adapter()
             self.token_counts = torch.zeros(3, dtype=torch.float64, device=self.args.device)
             self.token_counts_offset = [0.0, 0.0, 0.0]  # carried over from a resumed checkpoint
+
+        def _cast_adapter(self) -> None:
+            """Trainable (LoRA) weights in the compute dtype, in a fresh run and after a resume alike.
+
+            TRL casts a quantized model's adapter to bf16 (the QLoRA paper's choice on GPUs), even
+            with float32 compute on CPU; a resume then reloads it through PEFT, which upcasts it to
+            float32. Without this the dtype, and so the numbers, changed at every restart.
+            """
+            if self.adapter_dtype is None:
+                return
+            for param in self.model.parameters():
+                if param.requires_grad and param.dtype != self.adapter_dtype and param.is_floating_point():
+                    param.data = param.data.to(self.adapter_dtype)
+
+        def _load_from_checkpoint(self, resume_from_checkpoint: str, model: Any = None) -> None:
+            super()._load_from_checkpoint(resume_from_checkpoint, model)
+            self._cast_adapter()  # before the optimizer and its restored state exist
 
         def training_step(self, model: Any, inputs: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
             ids = inputs["input_ids"]
@@ -321,4 +340,5 @@ def build_trainer(
         processing_class=tokenizer,
         peft_config=build_lora_config(cfg),
         callbacks=callbacks,
+        adapter_dtype=compute_dtype(cfg, on_gpu),
     )

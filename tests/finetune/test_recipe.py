@@ -94,3 +94,34 @@ def test_varlen_attention_matches_block_masked_sdpa(tiny_model: Path, rows) -> N
     with torch.no_grad():
         whole = model(input_ids=batch["input_ids"], labels=batch["labels"], use_cache=False).loss.item()
     assert whole != pytest.approx(losses["sdpa"], rel=1e-4)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_a_resumed_run_continues_bit_for_bit(tiny_model: Path, rows, tmp_path: Path, dtype: str) -> None:
+    """Stop after the checkpoint at step 2, resume: steps 3-4 equal an uninterrupted run's exactly.
+
+    It used not to: TRL casts a 4-bit model's LoRA weights to bf16 whatever the compute dtype (so
+    float32 runs trained bf16 adapters), and PEFT's reload at a resume upcast them to float32, so a
+    resumed run changed precision (and numbers) at the restart.
+    """
+    import torch
+    from transformers import TrainerCallback
+
+    class StopAt(TrainerCallback):
+        def on_save(self, args, state, control, **kwargs):
+            control.should_training_stop = state.global_step == 2
+
+    cfg = _cfg(packing=True, max_steps=4, save_steps=2, effective_batch_size=2, micro_batch_size=1)
+    cfg = cfg.with_overrides({"lora.dropout": 0.0, "quantization.compute_dtype": dtype})
+    want = getattr(torch, dtype)
+    runs = {}
+    for name, resume, stop in (("full", None, False), ("stopped", None, True),
+                               ("resumed", tmp_path / "stopped" / "checkpoint-2", False)):
+        trainer = build_trainer(cfg, model_path=str(tiny_model), train_rows=rows, eval_rows=None,
+                                output_dir=tmp_path / name, max_steps=4, callbacks=[StopAt()] if stop else None)
+        assert {p.dtype for p in trainer.model.parameters() if p.requires_grad} == {want}
+        trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+        assert {p.dtype for p in trainer.model.parameters() if p.requires_grad} == {want}
+        runs[name] = [(e["step"], e["loss"], e["grad_norm"]) for e in trainer.state.log_history if "loss" in e]
+    assert [s for s, *_ in runs["resumed"]] == [1, 2, 3, 4]
+    assert runs["resumed"] == runs["full"]
