@@ -237,6 +237,22 @@ def _trainer_class() -> type:
             super()._load_from_checkpoint(resume_from_checkpoint, model)
             self._cast_adapter()  # before the optimizer and its restored state exist
 
+        def _get_train_sampler(self, train_dataset: Any = None) -> Any:
+            """Length grouping over the global batch of a step (micro x accumulation x ranks).
+
+            Transformers groups by one rank's share (micro x accumulation); accelerate then hands
+            rank r the r-th micro-batch of each step from that order, so with a fixed global batch
+            2 ranks would group (and so order) the data unlike 1 rank. Over the global batch the
+            order, and every step's sequences, are the same for any worker count.
+            """
+            from transformers.trainer_pt_utils import LengthGroupedSampler
+
+            sampler = super()._get_train_sampler(train_dataset)
+            if isinstance(sampler, LengthGroupedSampler):
+                a = self.args
+                sampler.batch_size = a.train_batch_size * a.gradient_accumulation_steps * a.world_size
+            return sampler
+
         def training_step(self, model: Any, inputs: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
             ids = inputs["input_ids"]
             real = inputs["attention_mask"].sum() if "attention_mask" in inputs else ids.new_tensor(ids.numel())

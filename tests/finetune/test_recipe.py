@@ -125,3 +125,33 @@ def test_a_resumed_run_continues_bit_for_bit(tiny_model: Path, rows, tmp_path: P
         runs[name] = [(e["step"], e["loss"], e["grad_norm"]) for e in trainer.state.log_history if "loss" in e]
     assert [s for s, *_ in runs["resumed"]] == [1, 2, 3, 4]
     assert runs["resumed"] == runs["full"]
+
+
+def test_length_grouping_gives_every_worker_count_the_same_global_batches(
+        tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """group_by_length (the unpacked default) orders by the global batch of a step, not a rank's share.
+
+    Accelerate gives rank r the r-th micro-batch of each step from one order, so 2 ranks x micro 2
+    train on the same 4 sequences as 1 rank x micro 2 x accumulation 2 only if both orders agree.
+    Transformers groups by micro x accumulation (4 vs 2 here), whose mega-batches differ in size
+    once the data has more than a few batches (40 rows: 8 vs 10).
+    """
+    import torch
+
+    tok = load_tokenizer(str(tiny_model))
+    table = select_config(get_table("qa_pairs").from_rows(qa_rows(40, 0)), "synthetic")
+    rows40 = encode_rows(PromptFormatter(tok), table, source_max_len=256, target_max_len=256)
+    assert len({len(r["input_ids"]) for r in rows40}) > 10  # untruncated: lengths vary
+    cfg = _cfg(packing=False, sampling="group_by_length", effective_batch_size=4, micro_batch_size=2,
+               source_max_len=256, target_max_len=256)
+    orders = []
+    for world in (1, 2):
+        trainer = build_trainer(cfg, model_path=str(tiny_model), train_rows=rows40, eval_rows=None,
+                                output_dir=tmp_path / f"w{world}", max_steps=2, world_size=world, tokenizer=tok)
+        assert trainer.args.gradient_accumulation_steps == 2 // world
+        monkeypatch.setattr(type(trainer.args), "world_size", property(lambda self, w=world: w))
+        sampler = trainer._get_train_sampler()
+        torch.manual_seed(0)  # every rank seeds the same way; the sampler draws from it
+        orders.append(list(sampler))
+    assert sorted(orders[0]) == list(range(len(rows40)))
+    assert orders[0] == orders[1]
