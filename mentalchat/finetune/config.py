@@ -15,6 +15,7 @@ import itertools
 import json
 import math
 import re
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -39,6 +40,11 @@ __all__ = [
     "TrialSpec",
     "TuneSettings",
 ]
+
+# Schemes pyarrow (and so Ray Train's storage) opens; anything else is a typo or an unsupported store.
+STORAGE_SCHEMES = ("s3", "gs", "gcs", "hdfs", "viewfs", "abfs", "abfss", "file")
+# DeepSpeed keys that train.micro_batch_size / effective_batch_size already decide (HF fills "auto").
+DEEPSPEED_GEOMETRY_KEYS = ("train_micro_batch_size_per_gpu", "gradient_accumulation_steps", "train_batch_size")
 
 DataConfigName = Literal["synthetic", "interview", "combined"]
 DATA_CONFIGS: tuple[str, ...] = ("synthetic", "interview", "combined")
@@ -217,11 +223,19 @@ class FinetuneConfig(StrictModel):
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     tune: TuneSettings = Field(default_factory=TuneSettings)
     merge: MergeSettings = Field(default_factory=MergeSettings)
-    deepspeed: dict[str, Any] | str | None = Field(
-        None, description="a DeepSpeed config (dict or JSON file path), e.g. ZeRO-2; None: plain DDP"
+    deepspeed: dict[str, Any] | None = Field(
+        None,
+        description=(
+            "a DeepSpeed config (mapping, or a JSON file path read on the driver so every worker gets its "
+            "content), e.g. ZeRO-2/3; needs scaling.use_gpu; None: plain DDP"
+        ),
     )
     storage_path: str | None = Field(
-        None, description="Ray checkpoints and results (folder or s3://); default <output>/ray_results"
+        None,
+        description=(
+            "Ray checkpoints and results: a folder every node mounts (NFS, ...) or s3://, gs://, ...; "
+            "default <output>/ray_results (one node only)"
+        ),
     )
     experiment_name: str = Field("finetune", pattern=r"^[A-Za-z0-9_.-]+$")
     export: Literal["final", "best"] = Field("final", description="adapter written to <output>/adapters")
@@ -237,8 +251,85 @@ class FinetuneConfig(StrictModel):
             return [{"path": v} if isinstance(v, str) else v for v in value]
         return value
 
+    @field_validator("deepspeed", mode="before")
+    @classmethod
+    def _deepspeed_file(cls, value: Any) -> Any:
+        """A path is read here, on the driver: a worker on another node (other cwd) may not have it."""
+        if not isinstance(value, (str, Path)):
+            return value
+        path = Path(value).expanduser()
+        try:
+            doc = json.loads(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ValueError(f"cannot read the DeepSpeed config {path}: {exc.strerror or exc}") from exc
+        except ValueError as exc:
+            raise ValueError(f"DeepSpeed config {path} is not valid JSON: {exc}") from exc
+        if not isinstance(doc, dict):
+            raise ValueError(f"DeepSpeed config {path} must hold a JSON object")
+        return doc
+
+    @field_validator("deepspeed")
+    @classmethod
+    def _zero3_saves_the_adapter(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        """ZeRO-3 saves real adapter weights only when it gathers them at save time: turn that on."""
+        zero = (value or {}).get("zero_optimization")
+        if not isinstance(zero, dict) or zero.get("stage") != 3:
+            return value
+        key = "stage3_gather_16bit_weights_on_model_save"
+        if zero.get(key) is False:
+            raise ValueError(f"zero_optimization.{key}: false would save an empty adapter under ZeRO-3; "
+                             "leave it out (mentalchat turns it on) or set true")
+        return {**value, "zero_optimization": {**zero, key: True}}
+
+    @field_validator("storage_path")
+    @classmethod
+    def _storage_scheme(cls, value: str | None) -> str | None:
+        if value and "://" in value:
+            scheme = value.split("://", 1)[0].lower()
+            if scheme not in STORAGE_SCHEMES:
+                raise ValueError(
+                    f"unknown storage scheme {scheme!r}: use one of {', '.join(s + '://' for s in STORAGE_SCHEMES)} "
+                    "or a folder every node mounts"
+                )
+        return value
+
+    @property
+    def zero_stage(self) -> int | None:
+        """The DeepSpeed ZeRO stage (None without DeepSpeed)."""
+        if self.deepspeed is None:
+            return None
+        return int((self.deepspeed.get("zero_optimization") or {}).get("stage", 0))
+
+    def _check_deepspeed(self) -> None:
+        ds = self.deepspeed
+        if ds is None:
+            return
+        zero = ds.get("zero_optimization") or {}
+        if not isinstance(zero, dict) or zero.get("stage", 0) not in (0, 1, 2, 3):
+            raise ValueError("deepspeed.zero_optimization.stage must be 0, 1, 2 or 3")
+        for key in DEEPSPEED_GEOMETRY_KEYS:
+            if ds.get(key, "auto") != "auto":
+                raise ValueError(
+                    f"deepspeed.{key}: leave it 'auto' (or out); train.micro_batch_size and "
+                    "train.effective_batch_size set the batch geometry for every worker count"
+                )
+        if not self.scaling.use_gpu:
+            raise ValueError("deepspeed needs scaling.use_gpu: true (on CPU the recipe trains with plain DDP over gloo)")
+        if zero.get("stage") == 3:
+            q = self.quantization
+            if q.bits == 8:
+                raise ValueError("deepspeed ZeRO-3 cannot shard 8-bit bitsandbytes weights; use quantization.bits 4 or 16")
+            if q.bits == 4 and (q.compute_dtype == "auto" or q.quant_storage != q.compute_dtype):
+                want = "the compute dtype" if q.compute_dtype == "auto" else repr(q.compute_dtype)
+                raise ValueError(
+                    f"deepspeed ZeRO-3 with 4-bit weights shards them only when quantization.quant_storage is the "
+                    f"model's dtype: set quantization.quant_storage to {want} (now {q.quant_storage!r}) and "
+                    "quantization.compute_dtype explicitly (not auto)"
+                )
+
     @model_validator(mode="after")
     def _check(self) -> FinetuneConfig:
+        self._check_deepspeed()
         labels = [m.label for m in self.models]
         dup = sorted({x for x in labels if labels.count(x) > 1})
         if dup:

@@ -7,6 +7,7 @@ about Ray: :mod:`mentalchat.finetune.train_loop` adds reporting, checkpoints and
 from __future__ import annotations
 
 import functools
+import importlib.util
 import math
 import os
 import time
@@ -26,6 +27,8 @@ __all__ = [
     "gradient_accumulation",
     "load_base_model",
     "load_tokenizer",
+    "model_load_kwargs",
+    "sft_config_kwargs",
 ]
 
 
@@ -59,16 +62,17 @@ def load_tokenizer(model_path: str) -> Any:
     return tok
 
 
-def load_base_model(
-    model_path: str, cfg: FinetuneConfig, *, on_gpu: bool, device_index: int | None, use_deepspeed: bool
-) -> Any:
-    """The frozen base in 4-bit NF4 (or 8/16-bit), placed on this rank's own device.
+def model_load_kwargs(cfg: FinetuneConfig, *, on_gpu: bool, device_index: int | None, use_deepspeed: bool
+                      ) -> dict[str, Any]:
+    """``from_pretrained`` arguments of the frozen base: dtype, bitsandbytes config, attention, placement.
 
     Under DDP every rank loads its own copy onto ``cuda:<local rank>``; under DeepSpeed the
-    engine places it (no ``device_map``).
+    engine places it (no ``device_map``). For ZeRO-3 the config check made ``quant_storage`` the
+    compute dtype, which is also the model's dtype here, so the packed 4-bit weights shard like
+    the others (PEFT's ZeRO-3 + QLoRA recipe).
     """
     import torch
-    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+    from transformers import BitsAndBytesConfig
 
     dtype = compute_dtype(cfg, on_gpu)
     q = cfg.quantization
@@ -91,6 +95,20 @@ def load_base_model(
         kwargs["attn_implementation"] = cfg.train.attn_implementation
     if not use_deepspeed:
         kwargs["device_map"] = {"": device_index} if on_gpu else "cpu"
+    return kwargs
+
+
+def load_base_model(
+    model_path: str, cfg: FinetuneConfig, *, on_gpu: bool, device_index: int | None, use_deepspeed: bool
+) -> Any:
+    """The frozen base in 4-bit NF4 (or 8/16-bit), placed on this rank's own device.
+
+    Under ZeRO-3, call it after the ``SFTConfig`` exists: its DeepSpeed config makes
+    ``from_pretrained`` partition the weights as they load (``zero.Init``).
+    """
+    from transformers import AutoModelForCausalLM
+
+    kwargs = model_load_kwargs(cfg, on_gpu=on_gpu, device_index=device_index, use_deepspeed=use_deepspeed)
     return AutoModelForCausalLM.from_pretrained(model_path, **kwargs)
 
 
@@ -107,7 +125,7 @@ def build_lora_config(cfg: FinetuneConfig) -> Any:
     )
 
 
-def build_sft_config(
+def sft_config_kwargs(
     cfg: FinetuneConfig,
     *,
     output_dir: str | Path,
@@ -117,19 +135,20 @@ def build_sft_config(
     report_to: str | list[str] = "none",
     evaluate: bool = True,
     save: bool = True,
-) -> Any:
-    """``SFTConfig`` from the recipe. Evaluation and checkpoints share one cadence, so every
-    checkpoint carries the eval loss that ranks it."""
-    from trl import SFTConfig
+) -> dict[str, Any]:
+    """The ``SFTConfig`` arguments of the recipe (a plain mapping: testable without DeepSpeed).
 
+    Evaluation and checkpoints share one cadence, so every checkpoint carries the eval loss that
+    ranks it. A DeepSpeed config goes through as given; its batch keys are "auto" (checked in
+    :class:`FinetuneConfig`), which the Trainer fills from the geometry here.
+    """
     t, o = cfg.train, cfg.optim
     save_steps = t.save_steps or max(1, math.ceil(max_steps / 10))
     eval_steps = t.eval_steps or save_steps
     dtype = cfg.quantization.compute_dtype
     if dtype == "auto":
         dtype = "bfloat16" if on_gpu else "float32"
-    deepspeed = cfg.deepspeed
-    return SFTConfig(
+    return dict(
         output_dir=str(output_dir),
         max_steps=max_steps,
         per_device_train_batch_size=t.micro_batch_size,
@@ -165,11 +184,21 @@ def build_sft_config(
         torch_compile=t.torch_compile,
         dataloader_num_workers=t.dataloader_num_workers,
         ddp_find_unused_parameters=False,  # LoRA touches every adapted layer each step
-        deepspeed=deepspeed,
+        deepspeed=cfg.deepspeed,
         remove_unused_columns=True,
         disable_tqdm=True,
         save_only_model=False,
     )
+
+
+def build_sft_config(cfg: FinetuneConfig, **kwargs: Any) -> Any:
+    """``SFTConfig`` from :func:`sft_config_kwargs` (same keyword arguments)."""
+    from trl import SFTConfig
+
+    if cfg.deepspeed is not None and importlib.util.find_spec("deepspeed") is None:
+        raise ConfigError("finetune.deepspeed is set, but the deepspeed package is not installed on this "
+                          "worker (pip install deepspeed), or remove finetune.deepspeed to train with DDP")
+    return SFTConfig(**sft_config_kwargs(cfg, **kwargs))
 
 
 @functools.cache
@@ -184,10 +213,45 @@ def _trainer_class() -> type:
         They live on the device and are read only when reported, so no per-step host sync.
         """
 
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
+        def __init__(self, *args: Any, adapter_dtype: Any = None, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
+            self.adapter_dtype = adapter_dtype
+            self._cast_adapter()
             self.token_counts = torch.zeros(3, dtype=torch.float64, device=self.args.device)
             self.token_counts_offset = [0.0, 0.0, 0.0]  # carried over from a resumed checkpoint
+
+        def _cast_adapter(self) -> None:
+            """Trainable (LoRA) weights in the compute dtype, in a fresh run and after a resume alike.
+
+            TRL casts a quantized model's adapter to bf16 (the QLoRA paper's choice on GPUs), even
+            with float32 compute on CPU; a resume then reloads it through PEFT, which upcasts it to
+            float32. Without this the dtype, and so the numbers, changed at every restart.
+            """
+            if self.adapter_dtype is None:
+                return
+            for param in self.model.parameters():
+                if param.requires_grad and param.dtype != self.adapter_dtype and param.is_floating_point():
+                    param.data = param.data.to(self.adapter_dtype)
+
+        def _load_from_checkpoint(self, resume_from_checkpoint: str, model: Any = None) -> None:
+            super()._load_from_checkpoint(resume_from_checkpoint, model)
+            self._cast_adapter()  # before the optimizer and its restored state exist
+
+        def _get_train_sampler(self, train_dataset: Any = None) -> Any:
+            """Length grouping over the global batch of a step (micro x accumulation x ranks).
+
+            Transformers groups by one rank's share (micro x accumulation); accelerate then hands
+            rank r the r-th micro-batch of each step from that order, so with a fixed global batch
+            2 ranks would group (and so order) the data unlike 1 rank. Over the global batch the
+            order, and every step's sequences, are the same for any worker count.
+            """
+            from transformers.trainer_pt_utils import LengthGroupedSampler
+
+            sampler = super()._get_train_sampler(train_dataset)
+            if isinstance(sampler, LengthGroupedSampler):
+                a = self.args
+                sampler.batch_size = a.train_batch_size * a.gradient_accumulation_steps * a.world_size
+            return sampler
 
         def training_step(self, model: Any, inputs: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
             ids = inputs["input_ids"]
@@ -292,4 +356,5 @@ def build_trainer(
         processing_class=tokenizer,
         peft_config=build_lora_config(cfg),
         callbacks=callbacks,
+        adapter_dtype=compute_dtype(cfg, on_gpu),
     )

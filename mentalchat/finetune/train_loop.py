@@ -4,6 +4,11 @@ Each rank encodes the trial's rows, loads its own 4-bit base on its own device a
 TRL's ``SFTTrainer``. Every Hugging Face checkpoint (adapter, optimizer, scheduler, RNG states,
 token counts) is reported to Ray Train with the metrics, so Ray keeps the best k in the run's
 storage and a restarted worker group resumes from the latest one at the exact step it reached.
+
+With several ranks, rank 0 owns every file of a checkpoint that more than one rank could write
+(adapter, optimizer, trainer state, the mentalchat markers); another rank uploads only what is its
+own (its RNG state under DDP, its shards under DeepSpeed ZeRO), and the progress marker records
+which rank uploaded which file.
 """
 
 from __future__ import annotations
@@ -23,6 +28,9 @@ __all__ = ["ADAPTER_META", "PROGRESS_FILE", "train_worker"]
 
 PROGRESS_FILE = "mentalchat_progress.json"
 ADAPTER_META = "mentalchat_adapter.json"
+# Test-only fault injection, off unless set: "RANK:STEP" makes that rank exit abruptly after
+# optimizer step STEP of an attempt that restored no checkpoint (tests/finetune/test_data_parallel.py).
+KILL_ENV = "MENTALCHAT_TEST_KILL_RANK_AT_STEP"
 
 
 def _last_logged(history: list[dict[str, Any]], key: str) -> float | None:
@@ -30,6 +38,58 @@ def _last_logged(history: list[dict[str, Any]], key: str) -> float | None:
         if key in entry:
             return float(entry[key])
     return None
+
+
+def _checkpoint_files(folder: Path) -> list[str]:
+    """Relative paths of the files in a local checkpoint folder (none when it does not exist)."""
+    if not folder.is_dir():
+        return []
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+
+
+def _gather(obj: Any, world: int) -> list[Any]:
+    """``obj`` from every rank, in rank order (a collective: every rank must call it)."""
+    import torch.distributed as dist
+
+    if world == 1 or not dist.is_initialized():
+        return [obj]
+    out: list[Any] = [None] * world
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def _own_files(files_by_rank: list[list[str]]) -> list[list[str]]:
+    """What each rank uploads: rank 0 everything it wrote, another rank only names rank 0 lacks.
+
+    Ray Train merges every rank's checkpoint folder into one; two ranks uploading the same name
+    would race, so a shared file (adapter, optimizer, trainer state) always comes from rank 0.
+    """
+    shared = set(files_by_rank[0])
+    return [files_by_rank[0]] + [[f for f in files if f not in shared] for files in files_by_rank[1:]]
+
+
+def _exit_if_told(rank: int, step: int, restored: bool) -> None:
+    """Test-only (``KILL_ENV``): die like a crashed worker once this attempt's last report is taken.
+
+    Waiting until the controller has consumed this rank's queued report makes the checkpoint the
+    resume must start from deterministic: the one saved before ``step``.
+    """
+    spec = os.environ.get(KILL_ENV)
+    if not spec or restored:
+        return
+    want_rank, want_step = (int(x) for x in spec.split(":"))
+    if (rank, step) != (want_rank, want_step):
+        return
+    try:
+        from ray.train.v2._internal.execution.context import get_train_context
+
+        queue = get_train_context().get_result_queue()
+        deadline = time.monotonic() + 30
+        while not queue.empty() and time.monotonic() < deadline:
+            time.sleep(0.05)
+    except Exception:  # another Ray version: fall back to more than one health-check interval
+        time.sleep(5)
+    os._exit(1)
 
 
 def _report_callback(trainer_box: dict[str, Any], meta: dict[str, Any]) -> Any:
@@ -43,6 +103,14 @@ def _report_callback(trainer_box: dict[str, Any], meta: dict[str, Any]) -> Any:
             self.started = time.monotonic()
             self.seconds_offset = 0.0
             self.restarts = 0  # worker-group restarts that resumed from a checkpoint
+            self.restored = False  # this attempt restored a checkpoint
+            self.resumed_from_step = 0  # the step this attempt started at (the restored checkpoint's)
+
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            self.resumed_from_step = int(state.global_step)  # the trainer state is loaded by now
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            _exit_if_told(ray.train.get_context().get_world_rank(), int(state.global_step), self.restored)
 
         def metrics(self, state: Any) -> dict[str, Any]:
             trainer = trainer_box["trainer"]
@@ -55,6 +123,7 @@ def _report_callback(trainer_box: dict[str, Any], meta: dict[str, Any]) -> Any:
                 "learning_rate": _last_logged(hist, "learning_rate"),
                 "train_seconds": self.seconds_offset + time.monotonic() - self.started,
                 "restarts": self.restarts,
+                "resumed_from_step": self.resumed_from_step,
                 **trainer.global_token_counts(),  # collective over ranks
                 **meta,
             }
@@ -62,26 +131,37 @@ def _report_callback(trainer_box: dict[str, Any], meta: dict[str, Any]) -> Any:
 
         def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             ctx = ray.train.get_context()
+            rank, world = ctx.get_world_rank(), ctx.get_world_size()
             metrics = self.metrics(state)
             ckpt_dir = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-            checkpoint = None
-            if ckpt_dir.is_dir():
-                if ctx.get_world_rank() == 0:
-                    progress = {k: metrics[k] for k in ("step", "train_seconds", "restarts", "tokens_trained",
-                                                         "tokens_in_loss", "tokens_processed")}
-                    # Which process and Ray node wrote it: lets operators (and the kill and
-                    # multi-node tests) find the worker; hostnames repeat where nodes share a host.
-                    progress.update(pid=os.getpid(), hostname=socket.gethostname(),
-                                    node_id=ray.get_runtime_context().get_node_id())
-                    (ckpt_dir / PROGRESS_FILE).write_text(json.dumps(progress), encoding="utf-8")
-                    (ckpt_dir / ADAPTER_META).write_text(json.dumps(meta, indent=2), encoding="utf-8")
-                checkpoint = ray.train.Checkpoint.from_directory(str(ckpt_dir))
+            if rank == 0 and ckpt_dir.is_dir():
+                (ckpt_dir / ADAPTER_META).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+            files = _checkpoint_files(ckpt_dir)
+            if rank == 0 and files:
+                files = sorted({*files, PROGRESS_FILE})
+            writers = _gather({"pid": os.getpid(), "hostname": socket.gethostname(), "files": files}, world)
+            own = _own_files([w["files"] for w in writers])
+            for name in set(files) - set(own[rank]):  # rank 0 uploads these
+                (ckpt_dir / name).unlink()
+            if rank == 0 and files:
+                progress = {k: metrics[k] for k in ("step", "train_seconds", "restarts", "resumed_from_step",
+                                                     "tokens_trained", "tokens_in_loss", "tokens_processed")}
+                # Which process and Ray node wrote it: lets operators (and the kill and
+                # multi-node tests) find the worker; hostnames repeat where nodes share a host.
+                progress.update(pid=os.getpid(), hostname=socket.gethostname(),
+                                node_id=ray.get_runtime_context().get_node_id())
+                progress["ranks"] = [{"rank": r, "pid": w["pid"], "hostname": w["hostname"], "files": own[r]}
+                                     for r, w in enumerate(writers)]
+                (ckpt_dir / PROGRESS_FILE).write_text(json.dumps(progress), encoding="utf-8")
+            checkpoint = ray.train.Checkpoint.from_directory(str(ckpt_dir)) if own[rank] else None
             ray.train.report(
                 metrics,
                 checkpoint=checkpoint,
                 checkpoint_dir_name=f"checkpoint-{state.global_step:06d}",
                 delete_local_checkpoint_after_upload=True,
             )
+            if checkpoint is None and ckpt_dir.is_dir():
+                shutil.rmtree(ckpt_dir, ignore_errors=True)
 
     return RayReportCallback()
 
@@ -93,6 +173,7 @@ def _restore(trainer: Any, callback: Any, work: Path) -> str | None:
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is None:
         return None
+    callback.restored = True
     local = work / "resume"
     checkpoint.to_directory(str(local))
     progress_file = local / PROGRESS_FILE
@@ -184,7 +265,7 @@ def train_worker(config: dict[str, Any]) -> dict[str, Any]:
 
 def worker_env() -> dict[str, str]:
     """Environment for training workers: offline hub, quiet tokenizers (secrets are never copied)."""
-    keep = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE", "HF_HOME", "MENTALCHAT_CACHE")
+    keep = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE", "HF_HOME", "MENTALCHAT_CACHE", KILL_ENV)
     env = {k: os.environ[k] for k in keep if k in os.environ}
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
     return env

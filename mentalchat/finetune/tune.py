@@ -38,7 +38,16 @@ from mentalchat.finetune.train_loop import ADAPTER_META, PROGRESS_FILE, train_wo
 from mentalchat.io import atomic_dir, write_done_marker, write_json_atomic
 from mentalchat.schemas import write_table
 
-__all__ = ["ExperimentPlan", "FinetuneError", "PlannedTrial", "plan_experiment", "run_finetune"]
+__all__ = [
+    "ExperimentPlan",
+    "FinetuneError",
+    "PlannedTrial",
+    "plan_experiment",
+    "run_finetune",
+    "train_run_config",
+    "train_scaling_config",
+    "tune_run_config",
+]
 
 log = logging.getLogger(__name__)
 
@@ -160,16 +169,48 @@ def plan_experiment(
 # ---------------------------------------------------------------------------------------------
 # The Tune trial: builds and runs one TorchTrainer
 # ---------------------------------------------------------------------------------------------
+def train_run_config(cfg: FinetuneConfig, *, name: str, storage_path: str, worker_env: dict[str, str],
+                     callbacks: list[Any] | None = None) -> Any:
+    """One trial's Ray Train ``RunConfig``: checkpoints under ``storage_path`` (a shared folder or a
+    URI such as ``s3://``; Ray opens it with pyarrow), best k kept, worker-group restarts."""
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig
+
+    return RunConfig(
+        name=name,
+        storage_path=storage_path,
+        checkpoint_config=CheckpointConfig(
+            num_to_keep=cfg.checkpoint.num_to_keep,
+            checkpoint_score_attribute=cfg.checkpoint.score_attribute,
+            checkpoint_score_order=cfg.checkpoint.score_order,
+        ),
+        failure_config=FailureConfig(max_failures=cfg.failure.max_failures),
+        callbacks=callbacks,
+        worker_runtime_env={"env_vars": worker_env},
+    )
+
+
+def train_scaling_config(cfg: FinetuneConfig) -> Any:
+    """One trial's Ray Train ``ScalingConfig`` (Ray Train sets up the process group: gloo on CPU)."""
+    from ray.train import ScalingConfig
+
+    s = cfg.scaling
+    return ScalingConfig(
+        num_workers=s.num_workers,
+        use_gpu=s.use_gpu,
+        resources_per_worker=s.resources_per_worker(),
+        accelerator_type=s.accelerator_type,
+        placement_strategy=s.placement_strategy,
+    )
+
+
 def run_trial(config: dict[str, Any], *, plan_json: dict[str, Any], splits: dict[str, Split]) -> None:
     """Tune trainable: one trial's TorchTrainer; metrics stream to Tune from the workers."""
-    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
     from ray.tune.integration.ray_train import TuneReportCallback
 
     trial = plan_json["trials"][config["trial"]]
     cfg = FinetuneConfig.model_validate(trial["cfg"])
     split = splits[trial["data_config"]]
-    s = cfg.scaling
     trainer = TorchTrainer(
         train_worker,
         train_loop_config={
@@ -183,25 +224,9 @@ def run_trial(config: dict[str, Any], *, plan_json: dict[str, Any], splits: dict
             "train": split.train,
             "eval": split.eval,
         },
-        scaling_config=ScalingConfig(
-            num_workers=s.num_workers,
-            use_gpu=s.use_gpu,
-            resources_per_worker=s.resources_per_worker(),
-            accelerator_type=s.accelerator_type,
-            placement_strategy=s.placement_strategy,
-        ),
-        run_config=RunConfig(
-            name=config["trial"],
-            storage_path=plan_json["train_storage"],
-            checkpoint_config=CheckpointConfig(
-                num_to_keep=cfg.checkpoint.num_to_keep,
-                checkpoint_score_attribute=cfg.checkpoint.score_attribute,
-                checkpoint_score_order=cfg.checkpoint.score_order,
-            ),
-            failure_config=FailureConfig(max_failures=cfg.failure.max_failures),
-            callbacks=[TuneReportCallback()],
-            worker_runtime_env={"env_vars": plan_json["worker_env"]},
-        ),
+        scaling_config=train_scaling_config(cfg),
+        run_config=train_run_config(cfg, name=config["trial"], storage_path=plan_json["train_storage"],
+                                    worker_env=plan_json["worker_env"], callbacks=[TuneReportCallback()]),
     )
     result = trainer.fit()  # raises TrainingFailedError once max_failures restarts are spent
     if result.error is not None:
@@ -363,15 +388,24 @@ def _fit_tuner(plan: ExperimentPlan, extra_callbacks: list[Any]) -> Any:
                 trial_name_creator=lambda t: t.config["trial"],
                 trial_dirname_creator=lambda t: t.config["trial"],
             ),
-            run_config=tune.RunConfig(
-                name=plan.name,
-                storage_path=plan.storage_path,
-                failure_config=tune.FailureConfig(max_failures=cfg.failure.trial_max_failures),
-                callbacks=_tune_callbacks(cfg) + extra_callbacks,
-                verbose=1,
-            ),
+            run_config=tune_run_config(plan, extra_callbacks),
         )
     return tuner.fit()
+
+
+def tune_run_config(plan: ExperimentPlan, extra_callbacks: list[Any] | None = None) -> Any:
+    """The experiment's Ray Tune ``RunConfig``: its state next to the trials' Train runs in
+    ``plan.storage_path``, so a driver on any node (or a new one) can restore it."""
+    from ray import tune
+
+    cfg = plan.cfg
+    return tune.RunConfig(
+        name=plan.name,
+        storage_path=plan.storage_path,
+        failure_config=tune.FailureConfig(max_failures=cfg.failure.trial_max_failures),
+        callbacks=_tune_callbacks(cfg) + list(extra_callbacks or []),
+        verbose=1,
+    )
 
 
 def _train_summary(plan: ExperimentPlan, p: PlannedTrial) -> dict[str, Any]:

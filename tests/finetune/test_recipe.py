@@ -94,3 +94,64 @@ def test_varlen_attention_matches_block_masked_sdpa(tiny_model: Path, rows) -> N
     with torch.no_grad():
         whole = model(input_ids=batch["input_ids"], labels=batch["labels"], use_cache=False).loss.item()
     assert whole != pytest.approx(losses["sdpa"], rel=1e-4)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_a_resumed_run_continues_bit_for_bit(tiny_model: Path, rows, tmp_path: Path, dtype: str) -> None:
+    """Stop after the checkpoint at step 2, resume: steps 3-4 equal an uninterrupted run's exactly.
+
+    It used not to: TRL casts a 4-bit model's LoRA weights to bf16 whatever the compute dtype (so
+    float32 runs trained bf16 adapters), and PEFT's reload at a resume upcast them to float32, so a
+    resumed run changed precision (and numbers) at the restart.
+    """
+    import torch
+    from transformers import TrainerCallback
+
+    class StopAt(TrainerCallback):
+        def on_save(self, args, state, control, **kwargs):
+            control.should_training_stop = state.global_step == 2
+
+    cfg = _cfg(packing=True, max_steps=4, save_steps=2, effective_batch_size=2, micro_batch_size=1)
+    cfg = cfg.with_overrides({"lora.dropout": 0.0, "quantization.compute_dtype": dtype})
+    want = getattr(torch, dtype)
+    runs = {}
+    for name, resume, stop in (("full", None, False), ("stopped", None, True),
+                               ("resumed", tmp_path / "stopped" / "checkpoint-2", False)):
+        trainer = build_trainer(cfg, model_path=str(tiny_model), train_rows=rows, eval_rows=None,
+                                output_dir=tmp_path / name, max_steps=4, callbacks=[StopAt()] if stop else None)
+        assert {p.dtype for p in trainer.model.parameters() if p.requires_grad} == {want}
+        trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+        assert {p.dtype for p in trainer.model.parameters() if p.requires_grad} == {want}
+        runs[name] = [(e["step"], e["loss"], e["grad_norm"]) for e in trainer.state.log_history if "loss" in e]
+    assert [s for s, *_ in runs["resumed"]] == [1, 2, 3, 4]
+    assert runs["resumed"] == runs["full"]
+
+
+def test_length_grouping_gives_every_worker_count_the_same_global_batches(
+        tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """group_by_length (the unpacked default) orders by the global batch of a step, not a rank's share.
+
+    Accelerate gives rank r the r-th micro-batch of each step from one order, so 2 ranks x micro 2
+    train on the same 4 sequences as 1 rank x micro 2 x accumulation 2 only if both orders agree.
+    Transformers groups by micro x accumulation (4 vs 2 here), whose mega-batches differ in size
+    once the data has more than a few batches (40 rows: 8 vs 10).
+    """
+    import torch
+
+    tok = load_tokenizer(str(tiny_model))
+    table = select_config(get_table("qa_pairs").from_rows(qa_rows(40, 0)), "synthetic")
+    rows40 = encode_rows(PromptFormatter(tok), table, source_max_len=256, target_max_len=256)
+    assert len({len(r["input_ids"]) for r in rows40}) > 10  # untruncated: lengths vary
+    cfg = _cfg(packing=False, sampling="group_by_length", effective_batch_size=4, micro_batch_size=2,
+               source_max_len=256, target_max_len=256)
+    orders = []
+    for world in (1, 2):
+        trainer = build_trainer(cfg, model_path=str(tiny_model), train_rows=rows40, eval_rows=None,
+                                output_dir=tmp_path / f"w{world}", max_steps=2, world_size=world, tokenizer=tok)
+        assert trainer.args.gradient_accumulation_steps == 2 // world
+        monkeypatch.setattr(type(trainer.args), "world_size", property(lambda self, w=world: w))
+        sampler = trainer._get_train_sampler()
+        torch.manual_seed(0)  # every rank seeds the same way; the sampler draws from it
+        orders.append(list(sampler))
+    assert sorted(orders[0]) == list(range(len(rows40)))
+    assert orders[0] == orders[1]
