@@ -203,8 +203,11 @@ def _engine_for(
         if cfg.replicas:
             vopts["replicas"] = cfg.replicas
         update["vllm"] = template.vllm.model_copy(update=vopts)
-    elif prompts.tokenizer_dir:
-        raise ConfigError(f"{base_path}: the instruction prompt format needs the vllm backend")
+    else:
+        if prompts.tokenizer_dir:
+            raise ConfigError(f"{base_path}: the instruction prompt format needs the vllm backend")
+        if cfg.replicas:  # the pool's size lives in the vllm section whatever the backend (run_on_dataset)
+            update["vllm"] = template.vllm.model_copy(update={"replicas": cfg.replicas})
     return template.model_copy(update=update)
 
 
