@@ -145,7 +145,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=3, help="bare/ray pairs, interleaved; medians reported")
-    parser.add_argument("--kv-cache-mib", type=int, default=256)
+    parser.add_argument("--kv-cache-mib", type=int, default=256, help="CPU only (GPU: gpu_memory_utilization)")
+    parser.add_argument("--gpus", type=float, default=0.0, help="GPUs per replica (GPU check)")
+    parser.add_argument("--engine-kwargs", default="{}", help='extra vllm.LLM arguments, JSON ({"load_format": "dummy"})')
     args = parser.parse_args()
 
     import ray
@@ -155,12 +157,15 @@ def main() -> None:
     cfg = EngineConfig(
         backend="vllm",
         model=args.model,
-        vllm=VLLMOptions(batch_size=args.batch_size, kv_cache_memory_bytes=args.kv_cache_mib * 2**20,
-                         max_model_len=512),
+        vllm=VLLMOptions(batch_size=args.batch_size, max_model_len=512, gpus_per_replica=args.gpus,
+                         kv_cache_memory_bytes=None if args.gpus else args.kv_cache_mib * 2**20,
+                         # the bare engine and the Ray replica share the GPU
+                         gpu_memory_utilization=0.4, engine_kwargs=json.loads(args.engine_kwargs)),
     )
     requests = _requests(args.requests, args.max_tokens)
     llm = start_bare(cfg)
-    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False, configure_logging=False)
+    ray.init(num_cpus=os.cpu_count(), num_gpus=1 if args.gpus else 0, include_dashboard=False, log_to_driver=False,
+             configure_logging=False)
     rounds = []
     try:
         # Interleaved so that load from anything else on the machine hits both sides alike.

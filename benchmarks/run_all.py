@@ -98,6 +98,26 @@ def figures_engine_overhead(stdout: str, out: dict | None) -> tuple[list[Figure]
     ], rep
 
 
+def figures_generate_throughput(stdout: str, out: dict | None) -> tuple[list[Figure], Any]:
+    rep = out or _last_json_object(stdout)
+    if not rep or "multi_lora" not in rep:
+        return [], rep
+    ml = rep["multi_lora"]
+    figs = [
+        Figure.check("one multi-LoRA engine vs one merged model's engine per model in turn (seconds, end to end)",
+                     ml.get("ratio_total_per_engine_merged"), ">=", ml.get("goal_ratio_total", 2.0)),
+        Figure("same, vs one LoRA engine per model", ml.get("ratio_total_per_engine_lora")),
+        Figure("generation alone, multi-LoRA / merged engines (output tokens/s)",
+               ml.get("ratio_generate_tokens_per_s_per_engine_merged")),
+    ]
+    ray = rep.get("ray_data_vs_bare")
+    if ray:
+        figs.append(Figure.check("vLLM in Ray Data / bare vLLM, answer-stage batches (requests/s)",
+                                 ray.get("ratio"), ">=", ray.get("goal", 0.95)))
+        figs.append(Figure("same, bare fed in equal batches", ray.get("ratio_same_batching")))
+    return figs, rep
+
+
 def figures_dataset_throughput(stdout: str, out: dict | None) -> tuple[list[Figure], Any]:
     if not out:
         return [], out
@@ -260,6 +280,9 @@ class Bench:
 SUITE = [
     Bench("engine_overhead", [], ["--requests", "64", "--batch-size", "16", "--max-tokens", "16", "--rounds", "1"],
           figures_engine_overhead),
+    Bench("generate_throughput", [], ["--questions", "16", "--max-tokens", "32", "--overhead-requests", "192",
+                                      "--overhead-batch-size", "64", "--overhead-rounds", "1"],
+          figures_generate_throughput, out_flag=True),
     Bench("dataset_throughput", [], ["--transcripts", "8", "--ratio-pages", "32", "--rounds", "1",
                                      "--max-tokens", "64"], figures_dataset_throughput, out_flag=True),
     Bench("train_throughput", [], ["--steps", "6", "--warmup", "2", "--rounds", "1", "--rows", "64"],

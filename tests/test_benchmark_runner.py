@@ -121,3 +121,17 @@ def test_judge_provider_scale_figures() -> None:
     assert [f.met for f in figs[:2]] == [False, True]  # 0.965 misses the 0.97 goal; nothing lost
     assert figs[2].value == 0.9
     assert figures_judge_provider_scale("", None) == ([], None)
+
+
+def test_generate_throughput_figures() -> None:
+    ra = _run_all()
+    out = {"multi_lora": {"ratio_total_per_engine_merged": 1.6, "ratio_total_per_engine_lora": 2.4,
+                          "ratio_generate_tokens_per_s_per_engine_merged": 0.28, "goal_ratio_total": 2.0},
+           "ray_data_vs_bare": {"ratio": 0.97, "ratio_same_batching": 0.99, "goal": 0.95}}
+    figs, raw = ra.figures_generate_throughput("", out)
+    assert raw is out
+    goals = {f.name.split(" (")[0]: f.met for f in figs if f.goal}
+    assert goals == {"one multi-LoRA engine vs one merged model's engine per model in turn": False,
+                     "vLLM in Ray Data / bare vLLM, answer-stage batches": True}
+    figs, _ = ra.figures_generate_throughput("", {"multi_lora": out["multi_lora"]})  # --skip-overhead
+    assert len([f for f in figs if f.goal]) == 1

@@ -100,6 +100,31 @@ def test_lora_request_changes_output(engine, tiny_lora: Path) -> None:
     assert list(engine._lora_ids.values()) == [1]
 
 
+def test_on_cpu_a_mixed_batch_is_generated_one_adapter_per_call(engine, tiny_lora: Path) -> None:
+    base = ChatRequest.from_prompt("b0", "How do I sleep better?")
+    tuned = base.model_copy(update={"id": "t0", "lora": str(tiny_lora)})
+    mixed = [base, tuned, base.model_copy(update={"id": "b1"}), tuned.model_copy(update={"id": "t1"})]
+    expected = {r.id: r.text for r in engine.chat_batch(mixed[:1])} | {r.id: r.text for r in engine.chat_batch(mixed[1:2])}
+    calls: list[list[int | None]] = []
+    real = engine.llm.generate
+
+    def recording(prompts, params, **kw):  # the real engine, with its calls written down
+        loras = kw.get("lora_request")
+        calls.append([lr.lora_int_id if lr is not None else None for lr in loras] if loras else [None] * len(prompts))
+        return real(prompts, params, **kw)
+
+    engine.llm.generate = recording
+    try:
+        results = engine.chat_batch(mixed)
+    finally:
+        del engine.llm.generate
+    assert engine.group_by_adapter
+    assert [r.id for r in results] == ["b0", "t0", "b1", "t1"]  # the caller's order
+    assert sorted(calls, key=str) == [[1, 1], [None, None]]
+    assert results[0].text == results[2].text == expected["b0"]
+    assert results[1].text == results[3].text == expected["t0"]
+
+
 def test_bad_requests_fail_alone(engine, tiny_model: Path, tmp_path: Path) -> None:
     too_long = ChatRequest.from_prompt("long", "sadness " * 400)
     missing_adapter = ChatRequest.from_prompt("nolora", "hello", lora=str(tmp_path / "absent"))
