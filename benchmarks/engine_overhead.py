@@ -71,22 +71,23 @@ def start_bare(cfg):
     return LLM(**vllm_engine_kwargs(cfg, resolve_model(cfg.model)))
 
 
-def bare(llm, requests, batch_size: int) -> tuple[float, int, float]:
-    """Seconds for one ``LLM.chat`` call on all conversations, output tokens generated, and
-    seconds for the same work in calls of ``batch_size`` (what one actor call gets; diagnostic)."""
+def bare(llm, requests, batch_size: int) -> tuple[float, int, float, float]:
+    """Seconds for one ``LLM.chat`` call on all conversations, output tokens generated,
+    seconds for the same work in calls of ``batch_size`` (what one actor call gets; diagnostic),
+    and this process's CPU seconds during the one call."""
     from vllm import SamplingParams
 
     params = SamplingParams(temperature=0.0, max_tokens=requests[0].sampling.max_tokens)
     convs = [[m.model_dump() for m in r.messages] for r in requests]
     llm.chat(convs[:batch_size], params, use_tqdm=False)  # warm-up
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     outs = llm.chat(convs, params, use_tqdm=False)
-    elapsed = time.perf_counter() - start
+    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
     start = time.perf_counter()
     for i in range(0, len(convs), batch_size):
         llm.chat(convs[i : i + batch_size], params, use_tqdm=False)
     batched = time.perf_counter() - start
-    return elapsed, sum(len(o.outputs[0].token_ids) for o in outs), batched
+    return elapsed, sum(len(o.outputs[0].token_ids) for o in outs), batched, cpu
 
 
 def _timed_actor():
@@ -98,9 +99,10 @@ def _timed_actor():
         """Stamps each batch with when the actor started and finished it (wall clock)."""
 
         def __call__(self, batch):
-            started = time.time()
+            started, cpu = time.time(), time.process_time()
             out = super().__call__(batch)
             n = len(out[self.result_column])
+            out["_cpu"] = np.full(n, time.process_time() - cpu)  # the actor process's CPU seconds
             out["_started"] = np.full(n, started)
             out["_finished"] = np.full(n, time.time())
             return out
@@ -108,9 +110,11 @@ def _timed_actor():
     return TimedEngineActor
 
 
-def through_ray(cfg, requests) -> tuple[float, int, int, int, float]:
+def through_ray(cfg, requests) -> tuple[float, int, int, int, float, float, float]:
     """Steady-state seconds, rows and output tokens after the first batch; total output tokens;
-    seconds of that window spent between actor calls (Ray Data's share).
+    seconds of that window spent between actor calls (Ray Data's share); the actor's CPU seconds
+    and wall seconds inside those later calls (diagnostic: a share under 1 means it waited for a
+    core other processes held).
 
     The window runs from the end of the actor's first batch (engine warm) to the end of its last
     one, so it holds every later batch plus Ray Data's work between batches (moving blocks,
@@ -125,9 +129,11 @@ def through_ray(cfg, requests) -> tuple[float, int, int, int, float]:
     rows = run_on_dataset(ds, cfg, actor_cls=_timed_actor()).take_all()
     batches: dict[float, list[dict]] = {}
     starts: dict[float, float] = {}
+    cpus: dict[float, float] = {}
     for row in rows:
         batches.setdefault(float(row["_finished"]), []).append(row)
         starts[float(row["_finished"])] = float(row["_started"])
+        cpus[float(row["_finished"])] = float(row["_cpu"])
     ends = sorted(batches)
     if len(ends) < 2:
         raise SystemExit("fewer than two batches: raise --requests or lower --batch-size")
@@ -135,7 +141,9 @@ def through_ray(cfg, requests) -> tuple[float, int, int, int, float]:
     tokens = [ChatResult.model_validate_json(r["result"]).tokens_out for r in rows]
     tokens_after = sum(ChatResult.model_validate_json(r["result"]).tokens_out for r in later)
     gaps = sum(starts[end] - prev for prev, end in zip(ends, ends[1:], strict=False))
-    return ends[-1] - ends[0], len(later), tokens_after, sum(tokens), gaps
+    cpu = sum(cpus[end] for end in ends[1:])
+    busy = sum(end - starts[end] for end in ends[1:])
+    return ends[-1] - ends[0], len(later), tokens_after, sum(tokens), gaps, cpu, busy
 
 
 def main() -> None:
@@ -170,8 +178,8 @@ def main() -> None:
     try:
         # Interleaved so that load from anything else on the machine hits both sides alike.
         for _ in range(args.rounds):
-            bare_s, bare_tokens, bare_batched_s = bare(llm, requests, args.batch_size)
-            ray_s, ray_rows, ray_tokens, ray_tokens_total, gaps = through_ray(cfg, requests)
+            bare_s, bare_tokens, bare_batched_s, bare_cpu = bare(llm, requests, args.batch_size)
+            ray_s, ray_rows, ray_tokens, ray_tokens_total, gaps, ray_cpu, ray_busy = through_ray(cfg, requests)
             rounds.append({
                 "bare_requests_per_s": len(requests) / bare_s,
                 "bare_in_batches_requests_per_s": len(requests) / bare_batched_s,
@@ -179,6 +187,10 @@ def main() -> None:
                 "ray_requests_per_s": ray_rows / ray_s,
                 "ray_output_tokens_per_s": ray_tokens / ray_s,
                 "ray_share_between_calls": gaps / ray_s,
+                # CPU seconds per request, bare / Ray: below 1 = the actor's calls cost more CPU
+                "cpu_per_request_bare_over_ray": (bare_cpu / len(requests)) / (ray_cpu / ray_rows),
+                "bare_cpu_share": bare_cpu / bare_s,  # CPU seconds per wall second of the process
+                "ray_actor_cpu_share": ray_cpu / ray_busy,
                 "same_output_tokens": bare_tokens == ray_tokens_total,
             })
             rounds[-1]["ratio"] = rounds[-1]["ray_requests_per_s"] / rounds[-1]["bare_requests_per_s"]
@@ -205,6 +217,9 @@ def main() -> None:
         "ray_requests_per_s": med("ray_requests_per_s"),
         "ray_output_tokens_per_s": med("ray_output_tokens_per_s"),
         "ray_share_between_calls": med("ray_share_between_calls"),
+        "cpu_per_request_bare_over_ray": med("cpu_per_request_bare_over_ray"),
+        "bare_cpu_share": med("bare_cpu_share"),
+        "ray_actor_cpu_share": med("ray_actor_cpu_share"),
         "same_output_tokens": all(r["same_output_tokens"] for r in rounds),
         "ratio": med("ratio"),
         "ratio_same_batching": med("ratio_same_batching"),

@@ -12,8 +12,12 @@ Why the curves can be compared step by step: accelerate hands rank r the r-th mi
 global step from the same seeded sampler order, which is exactly the pair of micro-batches one
 worker accumulates; the loss is normalised by the token count of the whole global batch
 (``average_tokens_across_devices``); LoRA dropout is 0 because each rank draws its own dropout
-masks; compute is float32. What remains is the order of the gradient sum (two addends in gloo's
-allreduce): we allow ``LOSS_TOL`` = 1e-5 absolute (measured: 0.0). Past the first epoch the curves
+masks; compute is float32. What remains is float rounding: the order of the gradient sum (gloo's
+allreduce against accumulation in one process) and the restarted worker group's kernels, which Adam
+can carry into later steps. Measured over runs: 0.0 in some, up to 4.6e-5 after the restart in
+others (the losses are ~6.2). We allow ``LOSS_TOL`` = 5e-4 absolute, 20 times below the
+step-to-step change of the loss (1e-2 to 4e-2), which a step that saw other sequences would show.
+Past the first epoch the curves
 part (a partial last batch: one worker trains on fewer sequences, while accelerate pads the idle
 rank's with the epoch's first ones), so the run stays inside epoch one (8 of 9 steps).
 """
@@ -36,7 +40,7 @@ from mentalchat.testing.finetune_data import write_qa_pairs
 pytestmark = pytest.mark.slow
 
 MAX_STEPS, SAVE_STEPS, KILL_STEP = 8, 4, 6
-LOSS_TOL = 1e-5
+LOSS_TOL = 5e-4
 ONE, TWO = "tiny__synthetic__num_workers=1", "tiny__synthetic__num_workers=2"
 ADAPTER = {"adapter_config.json", "adapter_model.safetensors", ADAPTER_META, PROGRESS_FILE}
 

@@ -30,7 +30,7 @@ from mentalchat.testing.finetune_data import INSTRUCTION, write_qa_pairs
 
 pytestmark = pytest.mark.slow
 
-STEPS = {"synthetic": 24, "interview": 4, "combined": 4}
+STEPS = {"synthetic": 12, "interview": 4, "combined": 4}
 KILLED_TRIAL = "tiny-chat__synthetic"
 
 
@@ -223,6 +223,6 @@ def test_killed_worker_resumes_from_its_checkpoint(grid: dict) -> None:
     """The grid's longer trial lost its training worker after its first checkpoint (see ``grid``)."""
     assert grid["killed"], "the training worker finished before it could be killed"
     row = next(r for r in grid["manifest"].to_pylist() if r["trial_id"] == KILLED_TRIAL)
-    assert row["steps"] == row["max_steps"] == 24
+    assert row["steps"] == row["max_steps"] == STEPS["synthetic"]
     assert row["restarts"] >= 1  # the new worker group restored a checkpoint rather than starting over
     assert (Path(row["adapter_path"]) / "adapter_model.safetensors").is_file()
