@@ -190,8 +190,11 @@ def multi_lora_vs_per_engine(args: argparse.Namespace, work: Path) -> dict[str, 
         return {key: sum(r[key] for r in runs) for key in ("start_s", "generate_s", "close_s", "total_s")} | {
             "tokens": {k: v for r in runs for k, v in r["tokens"].items()}}
 
-    # warm-up: the first engine of a process pays one-time imports and kernel set-up
-    _answer(_engine_cfg(base, lora=True, args=args, batch=big), everything[:: len(everything) // 8])
+    # warm-up: the first engine of a process pays one-time imports and kernel set-up. Not on the
+    # GPU check (no time for another 7B start): there multi-LoRA, first, pays torch.compile and
+    # the per-engine side starts from its cache, a bias against multi-LoRA
+    if not args.dummy_7b:
+        _answer(_engine_cfg(base, lora=True, args=args, batch=big), everything[:: len(everything) // 8])
     rounds = []
     for _ in range(args.rounds):  # interleaved, so load from elsewhere falls on every side
         multi_cfg = _engine_cfg(base, lora=True, args=args, batch=big)

@@ -3,11 +3,11 @@
 # benchmarks/results/gpu-<date>/).
 #
 #   1. QLoRA on a random Mistral-7B shape, the paper's recipe against our best settings
-#      (benchmarks/gpu_qlora.py: trained tokens/s, MFU, peak memory, ratio b/a); capped at 330 s.
+#      (benchmarks/gpu_qlora.py --steps 4 --steps-b 8 --warmup 1: trained tokens/s, MFU, peak memory, ratio b/a); capped at 290 s.
 #   2. Answer generation with vLLM on the same shape, random weights (load_format=dummy): the base
 #      and three rank-16 adapters, 200 questions each, in one multi-LoRA engine against one engine
 #      per model in turn, then Ray Data replicas against a bare vllm.LLM
-#      (benchmarks/generate_throughput.py --dummy-7b); capped at 140 s. Needs vllm (and ray) on the
+#      (benchmarks/generate_throughput.py --dummy-7b; 5 engine starts and Ray's); capped at 180 s. Needs vllm (and ray) on the
 #      machine: the vllm wheel (~400 MB) is bigger than what the device tool carries (64 MiB), so
 #      where vllm is missing this part is skipped and says so.
 #
@@ -30,12 +30,12 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | 
 python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda)' | tee -a "$OUT/gpu.txt"
 
 start=$(date +%s)
-timeout 330 python3 benchmarks/gpu_qlora.py --out "$OUT/gpu_qlora.json" >"$OUT/gpu_qlora.log" 2>&1
+timeout 290 python3 benchmarks/gpu_qlora.py --steps 4 --steps-b 8 --warmup 1 --out "$OUT/gpu_qlora.json" >"$OUT/gpu_qlora.log" 2>&1
 echo "gpu_qlora: exit $? after $(( $(date +%s) - start )) s" | tee -a "$OUT/gpu.txt"
 
 start=$(date +%s)
 if python3 -c 'import vllm, ray' 2>/dev/null; then
-  timeout 140 python3 benchmarks/generate_throughput.py --dummy-7b --out "$OUT/generate_throughput.json" \
+  timeout 180 python3 benchmarks/generate_throughput.py --dummy-7b --out "$OUT/generate_throughput.json" \
     >"$OUT/generate_throughput.log" 2>&1
   echo "generate_throughput: exit $? after $(( $(date +%s) - start )) s" | tee -a "$OUT/gpu.txt"
 else
