@@ -217,6 +217,7 @@ def _trainer_class() -> type:
             super().__init__(*args, **kwargs)
             self.adapter_dtype = adapter_dtype
             self._cast_adapter()
+            self._keep_cpu_weights_unpacked()
             self.token_counts = torch.zeros(3, dtype=torch.float64, device=self.args.device)
             self.token_counts_offset = [0.0, 0.0, 0.0]  # carried over from a resumed checkpoint
 
@@ -232,6 +233,19 @@ def _trainer_class() -> type:
             for param in self.model.parameters():
                 if param.requires_grad and param.dtype != self.adapter_dtype and param.is_floating_point():
                     param.data = param.data.to(self.adapter_dtype)
+
+        def _keep_cpu_weights_unpacked(self) -> None:
+            """One weight format for the 4-bit base on CPU for the whole run.
+
+            bitsandbytes repacks a 4-bit layer's weights for a faster CPU kernel the first time the
+            layer runs without gradients (an evaluation) and unpacks them when the model is saved.
+            Training after an evaluation or a checkpoint then ran through other kernels: its losses
+            moved by up to 1e-3, differently per rank (only rank 0 saves the model), and a run
+            resumed from a checkpoint no longer matched the run that wrote it.
+            """
+            for module in self.model.modules():
+                if hasattr(module, "support_avx512bf16_for_cpu"):
+                    module.support_avx512bf16_for_cpu = False
 
         def _load_from_checkpoint(self, resume_from_checkpoint: str, model: Any = None) -> None:
             super()._load_from_checkpoint(resume_from_checkpoint, model)

@@ -12,15 +12,11 @@ Why the curves can be compared step by step: accelerate hands rank r the r-th mi
 global step from the same seeded sampler order, which is exactly the pair of micro-batches one
 worker accumulates; the loss is normalised by the token count of the whole global batch
 (``average_tokens_across_devices``); LoRA dropout is 0 because each rank draws its own dropout
-masks; compute is float32. Without evaluation or checkpoints in between, 1 and 2 workers give
-identical losses (measured: 0.0 over 8 steps). An evaluation pass or a checkpoint save on CPU moves
-the later losses by 1e-5 to 1e-3, and not alike for both worker counts (measured, final loss at
-step 8: nothing in between 6.201236 for both; evaluation at step 4 6.203452 for both; evaluation
-and save at step 4 6.201272 with 1 worker, 6.202078 with 2 continuing, 6.201236 with 2 resumed from
-that checkpoint): some in-memory state changes that a restored run does not have (not traced).
-Here the 2-worker trial resumes from step 4, and the two curves differ by 4.6e-5 (reproduced).
-We allow ``LOSS_TOL`` = 5e-4 absolute, 20 times below the step-to-step change of the loss (1e-2 to
-4e-2), which a step that saw other sequences would show.
+masks; compute is float32; the 4-bit base keeps one weight format all run (bitsandbytes would
+repack it for its CPU inference kernel at the first evaluation and unpack it at each save, which
+moved later losses by up to 1e-3, differently per rank). What remains is the order of the gradient
+sum (two addends in gloo's allreduce): we allow ``LOSS_TOL`` = 1e-5 absolute (measured: 0.0, with
+and without the restart).
 Past the first epoch the curves
 part (a partial last batch: one worker trains on fewer sequences, while accelerate pads the idle
 rank's with the epoch's first ones), so the run stays inside epoch one (8 of 9 steps).
@@ -44,7 +40,7 @@ from mentalchat.testing.finetune_data import write_qa_pairs
 pytestmark = pytest.mark.slow
 
 MAX_STEPS, SAVE_STEPS, KILL_STEP = 8, 4, 6
-LOSS_TOL = 5e-4
+LOSS_TOL = 1e-5
 ONE, TWO = "tiny__synthetic__num_workers=1", "tiny__synthetic__num_workers=2"
 ADAPTER = {"adapter_config.json", "adapter_model.safetensors", ADAPTER_META, PROGRESS_FILE}
 

@@ -56,6 +56,9 @@ def test_qlora_trains_only_the_adapter_on_answer_tokens(tiny_model: Path, rows, 
     assert counts["tokens_in_loss"] == sum(sum(r["completion_mask"]) for r in rows)
     assert counts["tokens_processed"] >= counts["tokens_trained"]
     assert trainer.evaluate()["eval_loss"] > 0
+    # the evaluation left the base in its training format (no CPU inference repacking)
+    assert not getattr(q.weight.quant_state, "packing_format_for_cpu", False)
+    assert not any(getattr(m, "support_avx512bf16_for_cpu", False) for m in model.modules())
 
 
 def test_packing_is_padding_free(tiny_model: Path, rows, tmp_path: Path) -> None:
