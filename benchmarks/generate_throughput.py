@@ -7,7 +7,6 @@ random LoRA adapters (all attention projections) with greedy decoding, in one pr
 warm-up engine (the first engine of a process pays one-time set-up):
 
 * ``multi_lora``: one engine with ``enable_lora``, every request of the four models in one call;
-* ``multi_lora_by_adapter`` (CPU diagnostic): the same engine fed one model's requests per call;
 * ``per_engine_lora`` (CPU): per model, a fresh engine (``enable_lora`` for the adapters)
   answering that model's requests, then closed: the same weights and greedy tokens as multi_lora;
 * ``per_engine_merged``: per model, a fresh plain engine over the adapter merged into the base
@@ -137,15 +136,14 @@ def dummy_adapter(base: Path, out: Path, *, r: int, seed: int) -> Path:
     return out
 
 
-def _answer(cfg, requests, *, groups: list[list] | None = None) -> dict[str, Any]:
-    """Start an engine, answer every request in one call (or one call per group), close it;
-    seconds and token counts."""
+def _answer(cfg, requests) -> dict[str, Any]:
+    """Start an engine, answer every request in one call, close it; seconds and token counts."""
     from mentalchat.engine import create_engine
 
     t0 = time.perf_counter()
     engine = create_engine(cfg)
     t1 = time.perf_counter()
-    results = [r for g in groups for r in engine.chat_batch(g)] if groups else engine.chat_batch(requests)
+    results = engine.chat_batch(requests)
     t2 = time.perf_counter()
     engine.close()
     del engine
@@ -200,7 +198,6 @@ def multi_lora_vs_per_engine(args: argparse.Namespace, work: Path) -> dict[str, 
         multi_cfg = _engine_cfg(base, lora=True, args=args, batch=big)
         sides = {"multi_lora": _answer(multi_cfg, everything)}
         if not args.dummy_7b:  # CPU diagnostics (each costs engine starts a GPU check has no time for)
-            sides["multi_lora_by_adapter"] = _answer(multi_cfg, everything, groups=list(per_model.values()))
             sides["per_engine_lora"] = per_engine(lora=True)
         sides["per_engine_merged"] = per_engine(lora=False)
         row: dict[str, Any] = {}
