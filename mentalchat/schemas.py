@@ -457,18 +457,21 @@ WINS = register_table(
 AGREEMENT = register_table(
     TableSpec(
         name="agreement",
-        version=1,
+        version=2,
         description=(
             "Inter-evaluator agreement per metric on shared (question, model) items: scope 'pair' "
-            "for two evaluators (Cohen's kappa unweighted/linear/quadratic with bootstrap CIs over "
-            "questions, Krippendorff's alpha, Spearman, ICC(A,1) with CI, ICC(C,1)); scope 'all' "
-            "across every evaluator (Fleiss' kappa, Krippendorff's alpha). mean_of_7 (continuous) "
-            "gets no kappa and no alpha."
+            "for two evaluators (Cohen's kappa unweighted/linear/quadratic, Krippendorff's ordinal "
+            "alpha, Spearman, ICC(C,1), exact agreement and mean differences, each with a bootstrap "
+            "CI over questions; ICC(A,1) with its F-based CI); scope 'all' across every evaluator "
+            "(Fleiss' kappa and Krippendorff's alpha with bootstrap CIs). pair_kind: judge-judge, "
+            "judge-human or human-human (human raters are 'human:<rater>'). mean_of_7 "
+            "(continuous) gets no kappa and no alpha. v2: the CIs besides the kappas', pair_kind."
         ),
         schema=_schema(
             ("scope", pa.string(), False),  # pair | all
             ("evaluator_a", pa.string(), True),  # null for scope 'all'
             ("evaluator_b", pa.string(), True),
+            ("pair_kind", pa.string(), True),  # judge-judge | judge-human | human-human; null for 'all'
             ("n_evaluators", pa.int64(), False),
             ("metric", pa.string(), False),
             ("n_items", pa.int64(), False),
@@ -476,8 +479,14 @@ AGREEMENT = register_table(
                 "kappa", "kappa_ci_low", "kappa_ci_high",
                 "kappa_linear", "kappa_linear_ci_low", "kappa_linear_ci_high",
                 "kappa_quadratic", "kappa_quadratic_ci_low", "kappa_quadratic_ci_high",
-                "alpha_ordinal", "spearman", "spearman_p", "icc", "icc_ci_low", "icc_ci_high",
-                "icc_consistency", "fleiss_kappa", "exact_agreement", "mean_diff", "mean_abs_diff",
+                "alpha_ordinal", "alpha_ordinal_ci_low", "alpha_ordinal_ci_high",
+                "spearman", "spearman_ci_low", "spearman_ci_high", "spearman_p",
+                "icc", "icc_ci_low", "icc_ci_high",
+                "icc_consistency", "icc_consistency_ci_low", "icc_consistency_ci_high",
+                "fleiss_kappa", "fleiss_kappa_ci_low", "fleiss_kappa_ci_high",
+                "exact_agreement", "exact_agreement_ci_low", "exact_agreement_ci_high",
+                "mean_diff", "mean_diff_ci_low", "mean_diff_ci_high",
+                "mean_abs_diff", "mean_abs_diff_ci_low", "mean_abs_diff_ci_high",
             )],
         ),
     )

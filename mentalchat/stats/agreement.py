@@ -7,9 +7,14 @@ exact agreement and the mean difference. ``mean_of_7`` is continuous: it gets no
 alpha. Across all evaluators: Fleiss' kappa (statsmodels, items scored by everyone) and
 Krippendorff's alpha (items scored at least twice).
 
-The kappa CIs resample questions like every other CI of the run; a resample's kappa is
-computed from its confusion matrix, itself a weighted sum of per-question confusion matrices,
-so 1,000 resamples cost one matrix product (the point estimates are scikit-learn's). Above
+Every statistic of a pair has a CI, so that judge–human agreement (``human:<rater>``
+evaluators, ``pair_kind``) comes with its uncertainty. The CIs resample questions like every
+other CI of the run, each from per-question sums and one matrix product: a resample's kappa
+from its confusion matrix, Krippendorff's alpha from its coincidence matrix (for a pair, the
+confusion matrix plus its transpose), exact agreement, mean differences, ICC(C,1) and
+Spearman's rho from moment sums. Spearman's rho is resampled on the ranks of the full sample
+(not re-ranked per resample), which keeps it one product; the point estimates are the
+libraries'. The ICC(A,1) CI is pingouin's F-based one (McGraw & Wong). Above
 ``LIBRARY_MAX_ITEMS`` shared items, alpha and the ICC use closed forms that the tests check
 against ``krippendorff`` and pingouin, because those materialise per-item arrays.
 """
@@ -31,7 +36,7 @@ from mentalchat.core.rubric import ALL_SCORE_NAMES, MEAN_OF_7, SCORE_MAX, SCORE_
 from mentalchat.stats.bootstrap import QuestionBootstrap
 from mentalchat.stats.data import ScoreCube
 
-__all__ = ["agreement_table", "kappa_from_confusion"]
+__all__ = ["agreement_table", "alpha_ordinal_from_coincidence", "kappa_from_confusion", "pair_kind"]
 
 N_CAT = SCORE_MAX - SCORE_MIN + 1
 CODES = np.arange(N_CAT)  # category codes: score - SCORE_MIN
@@ -39,14 +44,24 @@ WEIGHTINGS = {"kappa": None, "kappa_linear": "linear", "kappa_quadratic": "quadr
 #: above this many items, alpha and ICC use the equivalent closed forms (see agreement_table)
 LIBRARY_MAX_ITEMS = 50_000
 
+#: statistics with a bootstrap CI (``<name>_ci_low`` / ``<name>_ci_high``) besides the kappas
+BOOT_STATS = ("alpha_ordinal", "spearman", "icc_consistency", "fleiss_kappa", "exact_agreement",
+              "mean_diff", "mean_abs_diff")
 COLUMNS = [
-    "scope", "evaluator_a", "evaluator_b", "n_evaluators", "metric", "n_items",
+    "scope", "evaluator_a", "evaluator_b", "pair_kind", "n_evaluators", "metric", "n_items",
     "kappa", "kappa_ci_low", "kappa_ci_high",
     "kappa_linear", "kappa_linear_ci_low", "kappa_linear_ci_high",
     "kappa_quadratic", "kappa_quadratic_ci_low", "kappa_quadratic_ci_high",
-    "alpha_ordinal", "spearman", "spearman_p", "icc", "icc_ci_low", "icc_ci_high",
-    "icc_consistency", "fleiss_kappa", "exact_agreement", "mean_diff", "mean_abs_diff",
+    "alpha_ordinal", "alpha_ordinal_ci_low", "alpha_ordinal_ci_high",
+    "spearman", "spearman_ci_low", "spearman_ci_high", "spearman_p",
+    "icc", "icc_ci_low", "icc_ci_high",
+    "icc_consistency", "icc_consistency_ci_low", "icc_consistency_ci_high",
+    "fleiss_kappa", "fleiss_kappa_ci_low", "fleiss_kappa_ci_high",
+    "exact_agreement", "exact_agreement_ci_low", "exact_agreement_ci_high",
+    "mean_diff", "mean_diff_ci_low", "mean_diff_ci_high",
+    "mean_abs_diff", "mean_abs_diff_ci_low", "mean_abs_diff_ci_high",
 ]
+HUMAN_PREFIX = "human:"
 
 
 def _weights(kind: str | None) -> np.ndarray:
@@ -132,15 +147,85 @@ def _alpha_ordinal_grouped(value_counts: np.ndarray) -> float:
     m = patterns.sum(1).astype(np.float64)
     w = counts / (m - 1.0)
     o = np.einsum("u,uc,uk->ck", w, patterns, patterns) - np.diag(w @ patterns)
-    n_c = o.sum(1)
-    n = n_c.sum()
-    cum = np.concatenate([[0.0], np.cumsum(n_c)])
-    i, k = np.meshgrid(np.arange(len(n_c)), np.arange(len(n_c)), indexing="ij")
+    return float(alpha_ordinal_from_coincidence(o))
+
+
+def alpha_ordinal_from_coincidence(o: np.ndarray) -> np.ndarray:
+    """Krippendorff's ordinal alpha of coincidence matrices (..., V, V), vectorised over the
+    leading axes so that every bootstrap resample is one slice of one array."""
+    o = np.asarray(o, dtype=np.float64)
+    V = o.shape[-1]
+    n_c = o.sum(-1)
+    n = n_c.sum(-1)
+    cum = np.concatenate([np.zeros((*n_c.shape[:-1], 1)), np.cumsum(n_c, axis=-1)], axis=-1)
+    i, k = np.meshgrid(np.arange(V), np.arange(V), indexing="ij")
     lo, hi = np.minimum(i, k), np.maximum(i, k)
-    delta = (cum[hi + 1] - cum[lo] - (n_c[i] + n_c[k]) / 2.0) ** 2
-    expected = (np.outer(n_c, n_c) - np.diag(n_c)) / (n - 1.0)
+    delta = (cum[..., hi + 1] - cum[..., lo] - (n_c[..., i] + n_c[..., k]) / 2.0) ** 2
+    diag = n_c[..., :, None] * np.eye(V)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return float(1.0 - (o * delta).sum() / (expected * delta).sum())
+        expected = (n_c[..., :, None] * n_c[..., None, :] - diag) / (n - 1.0)[..., None, None]
+        return 1.0 - (o * delta).sum(axis=(-2, -1)) / (expected * delta).sum(axis=(-2, -1))
+
+
+# per-question moment sums of a pair's shared items: what the moment-based CIs are computed from
+_MOMENTS = ("n", "x", "y", "xx", "yy", "xy", "absdiff", "equal", "rx", "ry", "rxrx", "ryry", "rxry")
+
+
+def _moment_columns(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    from scipy.stats import rankdata
+
+    rx, ry = rankdata(x), rankdata(y)
+    return np.column_stack([np.ones_like(x), x, y, x * x, y * y, x * y, np.abs(x - y),
+                            (x == y).astype(np.float64), rx, ry, rx * rx, ry * ry, rx * ry])
+
+
+def _moment_statistics(s: np.ndarray) -> dict[str, np.ndarray]:
+    """Exact agreement, mean (absolute) difference, ICC(C,1) and rank correlation from moment
+    sums (..., len(_MOMENTS)); ICC(C,1) by the two-way ANOVA formulas (k = 2 raters)."""
+    c = {name: s[..., i] for i, name in enumerate(_MOMENTS)}
+    n = c["n"]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = {"exact_agreement": c["equal"] / n, "mean_diff": (c["x"] - c["y"]) / n,
+               "mean_abs_diff": c["absdiff"] / n}
+        g = (c["x"] + c["y"]) / (2 * n)
+        ss_rows = 0.5 * (c["xx"] + c["yy"] + 2 * c["xy"]) - 2 * n * g**2
+        ss_cols = n * ((c["x"] / n - g) ** 2 + (c["y"] / n - g) ** 2)
+        ss_err = c["xx"] + c["yy"] - 2 * n * g**2 - ss_rows - ss_cols
+        msb, mse = ss_rows / (n - 1), ss_err / (n - 1)
+        out["icc_consistency"] = (msb - mse) / (msb + mse)
+        cov = c["rxry"] / n - (c["rx"] / n) * (c["ry"] / n)
+        vx = c["rxrx"] / n - (c["rx"] / n) ** 2
+        vy = c["ryry"] / n - (c["ry"] / n) ** 2
+        out["spearman"] = cov / np.sqrt(vx * vy)
+    return out
+
+
+def _fleiss_from_sums(s: np.ndarray, m: int) -> np.ndarray:
+    """Fleiss' kappa from sums over items (..., 2 + V): items, sum of per-item agreement P_i,
+    category counts; ``m`` raters per item."""
+    n_items, p_sum, cats = s[..., 0], s[..., 1], s[..., 2:]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p_bar = p_sum / n_items
+        p_j = cats / (n_items * m)[..., None]
+        p_e = (p_j**2).sum(-1)
+        return (p_bar - p_e) / (1.0 - p_e)
+
+
+def _per_question(q: np.ndarray, values: np.ndarray, Q: int) -> np.ndarray:
+    """Sum rows of ``values`` (items × G) per question code ``q`` → (Q × G)."""
+    out = np.zeros((Q, values.shape[1]))
+    if q.size:
+        order = np.argsort(q, kind="stable")
+        qs = q[order]
+        uniq, start = np.unique(qs, return_index=True)
+        out[uniq] = np.add.reduceat(values[order], start, axis=0)
+    return out
+
+
+def pair_kind(a: str, b: str) -> str:
+    """judge-judge, judge-human or human-human: which pairs a reader compares with people."""
+    humans = sum(name.startswith(HUMAN_PREFIX) for name in (a, b))
+    return ("judge-judge", "judge-human", "human-human")[humans]
 
 
 def _icc_anova(x: np.ndarray, y: np.ndarray, level: float = 0.95) -> tuple[float, float, float, float]:
@@ -176,7 +261,7 @@ def _icc_anova(x: np.ndarray, y: np.ndarray, level: float = 0.95) -> tuple[float
 def agreement_table(
     cube: ScoreCube, boot: QuestionBootstrap, *, library_max_items: int = LIBRARY_MAX_ITEMS
 ) -> pd.DataFrame:
-    """Pairwise and all-evaluator agreement; see the module docstring.
+    """Pairwise and all-evaluator agreement with bootstrap CIs; see the module docstring.
 
     Up to ``library_max_items`` shared items, Krippendorff's alpha and the ICC come from
     ``krippendorff`` and pingouin; above, from closed forms that give the same numbers (tested)
@@ -189,13 +274,15 @@ def agreement_table(
     q_of_item = np.repeat(np.arange(Q), M)  # items are (question, model), question-major
     for a, b in itertools.combinations(range(J), 2):
         pair_rows = []
-        conf_cols = []
+        conf_cols: list[tuple[dict, np.ndarray]] = []
+        moment_cols: list[tuple[dict, np.ndarray]] = []
         for k, metric in enumerate(ALL_SCORE_NAMES):
             x = cube.values[:, :, a, k].ravel()
             y = cube.values[:, :, b, k].ravel()
             both = ~np.isnan(x) & ~np.isnan(y)
             n = int(both.sum())
             row = {"scope": "pair", "evaluator_a": cube.judges[a], "evaluator_b": cube.judges[b],
+                   "pair_kind": pair_kind(cube.judges[a], cube.judges[b]),
                    "n_evaluators": 2, "metric": metric, "n_items": n}
             pair_rows.append(row)
             if n == 0:
@@ -209,6 +296,8 @@ def agreement_table(
                 row["spearman"], row["spearman_p"] = float(rho[0]), float(rho[1])
             row["icc"], row["icc_ci_low"], row["icc_ci_high"], row["icc_consistency"] = _icc(
                 xs, ys, library_max_items)
+            if boot.n_boot:
+                moment_cols.append((row, _per_question(q_of_item[both], _moment_columns(xs, ys), Q)))
             if metric == MEAN_OF_7:  # continuous: ICC and Spearman only
                 continue
             cx, cy = _categories(xs), _categories(ys)
@@ -238,6 +327,18 @@ def agreement_table(
                 lo, hi = boot.interval(kappa_from_confusion(resampled, wt))
                 for i, (row, _) in enumerate(conf_cols):
                     row[f"{col}_ci_low"], row[f"{col}_ci_high"] = float(lo[i]), float(hi[i])
+            # a pair's coincidence matrix is its confusion matrix plus the transpose
+            lo, hi = boot.interval(alpha_ordinal_from_coincidence(
+                resampled + np.swapaxes(resampled, -1, -2)))
+            for i, (row, _) in enumerate(conf_cols):
+                row["alpha_ordinal_ci_low"], row["alpha_ordinal_ci_high"] = float(lo[i]), float(hi[i])
+        if moment_cols:
+            stacked = np.concatenate([c for _, c in moment_cols], axis=1)
+            resampled = boot.apply(stacked).reshape(boot.n_boot, len(moment_cols), len(_MOMENTS))
+            for name, values in _moment_statistics(resampled).items():
+                lo, hi = boot.interval(values)
+                for i, (row, _) in enumerate(moment_cols):
+                    row[f"{name}_ci_low"], row[f"{name}_ci_high"] = float(lo[i]), float(hi[i])
         rows.extend(pair_rows)
 
     # all evaluators together
@@ -245,19 +346,31 @@ def agreement_table(
         r = cube.values[:, :, :, k].reshape(Q * M, J)
         scored = ~np.isnan(r)
         multi = scored.sum(1) >= 2
-        row = {"scope": "all", "evaluator_a": None, "evaluator_b": None, "n_evaluators": J,
-               "metric": metric, "n_items": int(multi.sum())}
+        row = {"scope": "all", "evaluator_a": None, "evaluator_b": None, "pair_kind": None,
+               "n_evaluators": J, "metric": metric, "n_items": int(multi.sum())}
         if metric != MEAN_OF_7:
             cats = np.where(scored, np.clip(np.rint(np.nan_to_num(r)), SCORE_MIN, SCORE_MAX),
                             SCORE_MIN).astype(np.int64)
             cell = np.arange(Q * M)[:, None] * N_CAT + cats - SCORE_MIN
             vc = np.bincount(cell[scored], minlength=Q * M * N_CAT).reshape(Q * M, N_CAT)
             row["alpha_ordinal"] = _alpha(vc[multi], "ordinal", library_max_items)
+            if boot.n_boot and multi.sum() >= 2:
+                o_q = _coincidence_per_question(vc[multi], q_of_item[multi], Q)
+                boot_o = boot.apply(o_q).reshape(boot.n_boot, N_CAT, N_CAT)
+                lo, hi = boot.interval(alpha_ordinal_from_coincidence(boot_o)[:, None])
+                row["alpha_ordinal_ci_low"], row["alpha_ordinal_ci_high"] = float(lo[0]), float(hi[0])
             complete = scored.all(1)
             if complete.sum() >= 2:
                 # an (items × categories) count table is what aggregate_raters would build
                 fk = _quiet(fleiss_kappa, vc[complete], method="fleiss")
                 row["fleiss_kappa"] = float(fk) if fk is not None else np.nan
+                if boot.n_boot:
+                    vcc = vc[complete].astype(np.float64)
+                    p_i = ((vcc**2).sum(1) - J) / (J * (J - 1))
+                    sums = _per_question(q_of_item[complete],
+                                         np.column_stack([np.ones(len(vcc)), p_i, vcc]), Q)
+                    lo, hi = boot.interval(_fleiss_from_sums(boot.apply(sums), J)[:, None])
+                    row["fleiss_kappa_ci_low"], row["fleiss_kappa_ci_high"] = float(lo[0]), float(hi[0])
         rows.append(row)
         if J == 2:
             pair_row = next(r for r in rows if r["scope"] == "pair" and r["metric"] == metric)
@@ -267,3 +380,17 @@ def agreement_table(
         if col not in df.columns:
             df[col] = np.nan
     return df[COLUMNS]
+
+
+def _coincidence_per_question(value_counts: np.ndarray, q: np.ndarray, Q: int,
+                              block: int = 20_000) -> np.ndarray:
+    """Per-question sums of each item's coincidences (Q × V²), in blocks of items so that the
+    (items × V × V) outer products stay small."""
+    V = value_counts.shape[1]
+    out = np.zeros((Q, V * V))
+    for s in range(0, len(value_counts), block):
+        vc = value_counts[s:s + block].astype(np.float64)
+        w = 1.0 / (vc.sum(1) - 1.0)
+        contrib = w[:, None, None] * (vc[:, :, None] * vc[:, None, :] - vc[:, :, None] * np.eye(V))
+        out += _per_question(q[s:s + block], contrib.reshape(len(vc), V * V), Q)
+    return out

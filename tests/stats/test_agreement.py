@@ -116,3 +116,84 @@ def test_closed_forms_for_many_items_equal_the_libraries(three_judges) -> None:
         np.testing.assert_allclose(closed[col], with_libraries[col], rtol=1e-9, atol=1e-12, err_msg=col)
     for col in ("icc_ci_low", "icc_ci_high"):  # pingouin rounds its CIs to 2 decimals
         np.testing.assert_allclose(closed[col], with_libraries[col], atol=0.0051, err_msg=col)
+
+
+# ---------------------------------------------------------------------------------------------
+# Bootstrap CIs of every pair statistic (judge–human agreement included)
+# ---------------------------------------------------------------------------------------------
+from mentalchat.stats.agreement import (  # noqa: E402
+    _MOMENTS,
+    _moment_columns,
+    _moment_statistics,
+    alpha_ordinal_from_coincidence,
+)
+
+NOT_STATISTICS = {"n_evaluators", "n_items", "spearman_p"}
+
+
+@pytest.fixture(scope="module")
+def with_human():
+    table = synthetic_judgments(80, bases=("b1", "b2"), judges=("judge-x", "judge-y", "human:ann"),
+                                judge_bias=[0.0, 0.4, -0.2], judge_noise=0.8, missing_rate=0.02, seed=11)
+    cube = build_cube([table])
+    return cube, agreement_table(cube, QuestionBootstrap(len(cube.questions), 200, seed=5))
+
+
+def test_every_statistic_of_a_judge_human_pair_has_a_ci(with_human) -> None:
+    _, agr = with_human
+    human = agr[agr["pair_kind"] == "judge-human"]
+    assert set(zip(human["evaluator_a"], human["evaluator_b"], strict=True)) == {
+        ("human:ann", "judge-x"), ("human:ann", "judge-y")}  # evaluators sorted by name
+    assert set(agr.loc[agr["scope"] == "pair", "pair_kind"]) == {"judge-judge", "judge-human"}
+    stats = [c for c in agr.columns if agr[c].dtype.kind == "f" and not c.endswith(("_ci_low", "_ci_high"))
+             and c not in NOT_STATISTICS]
+    assert {"kappa", "alpha_ordinal", "spearman", "icc", "icc_consistency", "exact_agreement",
+            "mean_diff", "mean_abs_diff"} <= set(stats)
+    for stat in stats:
+        assert f"{stat}_ci_low" in agr.columns and f"{stat}_ci_high" in agr.columns, stat
+        defined = human[human[stat].notna()]
+        if stat == "fleiss_kappa":  # all-evaluator statistic
+            assert defined.empty
+            continue
+        assert len(defined) >= 2 * len(METRICS), stat
+        lo, hi = defined[f"{stat}_ci_low"], defined[f"{stat}_ci_high"]
+        assert lo.notna().all() and hi.notna().all(), stat
+        assert (lo <= defined[stat] + 1e-9).all() and (defined[stat] <= hi + 1e-9).all(), stat
+        assert (hi - lo > 0).all(), stat
+    allr = agr[(agr["scope"] == "all") & agr["metric"].isin(METRICS)]
+    for stat in ("alpha_ordinal", "fleiss_kappa"):
+        assert (allr[f"{stat}_ci_low"] <= allr[stat]).all() and (allr[stat] <= allr[f"{stat}_ci_high"]).all()
+
+
+def test_ci_statistics_at_the_full_sample_equal_the_point_estimates(with_human) -> None:
+    """Each resampled statistic is a function of sums; at weight 1 per question it must give
+    the libraries' numbers, so the CIs are intervals around the right quantity."""
+    cube, agr = with_human
+    k = ALL_SCORE_NAMES.index(OVERALL)
+    x = cube.values[:, :, cube.judges.index("human:ann"), k].ravel()
+    y = cube.values[:, :, cube.judges.index("judge-x"), k].ravel()
+    both = ~np.isnan(x) & ~np.isnan(y)
+    xs, ys = x[both], y[both]
+    full = _moment_statistics(_moment_columns(xs, ys).sum(0))
+    assert len(_MOMENTS) == _moment_columns(xs, ys).shape[1]
+    row = agr[(agr["evaluator_a"] == "human:ann") & (agr["evaluator_b"] == "judge-x")
+              & (agr["metric"] == OVERALL)].iloc[0]
+    for stat in ("exact_agreement", "mean_diff", "mean_abs_diff", "spearman", "icc_consistency"):
+        assert full[stat] == pytest.approx(row[stat], rel=1e-9), stat
+    conf = np.zeros((10, 10))
+    np.add.at(conf, (xs.astype(int) - 1, ys.astype(int) - 1), 1)
+    alpha = alpha_ordinal_from_coincidence(conf + conf.T)
+    assert alpha == pytest.approx(krippendorff.alpha(reliability_data=np.vstack([xs, ys]),
+                                                     level_of_measurement="ordinal"))
+    assert alpha == pytest.approx(row["alpha_ordinal"])
+
+
+def test_alpha_ci_narrows_with_more_questions() -> None:
+    widths = []
+    for n_q in (30, 240):
+        cube = build_cube([synthetic_judgments(n_q, bases=("b1",), seed=3)])
+        agr = agreement_table(cube, QuestionBootstrap(n_q, 200, seed=1))
+        row = agr[(agr["scope"] == "pair") & (agr["metric"] == OVERALL)].iloc[0]
+        assert row["alpha_ordinal_ci_low"] < row["alpha_ordinal"] < row["alpha_ordinal_ci_high"]
+        widths.append(row["alpha_ordinal_ci_high"] - row["alpha_ordinal_ci_low"])
+    assert widths[1] < 0.7 * widths[0]
