@@ -146,11 +146,11 @@ def validate_section(
 def section_config(cls: type[T], doc: dict[str, Any], section: str, *, source: str = "<config>") -> T:
     """Validate one stage's section of a loaded document as ``cls``.
 
-    Shared top-level sections (``engines``, ``run``) are copied into the stage section when the
+    Shared top-level sections (``engines``, ``run``, ``crisis_detector``) are copied into the stage section when the
     stage config declares a field of that name and the section does not set it itself.
     """
     stage = dict(doc.get(section) or {})
-    for shared in ("engines", "run"):
+    for shared in ("engines", "run", "crisis_detector"):
         if shared in cls.model_fields and shared not in stage and shared in doc:
             stage[shared] = doc[shared]
     return validate_section(cls, {section: stage}, section, source=source)

@@ -19,7 +19,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "mentalchat"
 #: The five stage packages: each may import the layers below, never another stage.
 STAGES = {"dataset", "finetune", "generate", "judge", "stats"}
 #: What a stage may import (besides itself and the standard library / third parties).
-BELOW_STAGES = {"core", "engine", "models", "io", "schemas", "config", "errors", "secrets"}
+BELOW_STAGES = {"core", "engine", "models", "safety", "io", "schemas", "config", "errors", "secrets"}
 #: Layers nothing below the stages may import.
 ABOVE_STAGES = {"pipeline", "cli", "testing"}
 

@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any
 
 from mentalchat.config import ConfigError, config_hash
-from mentalchat.core.crisis_rules import audit_pair
 from mentalchat.core.released_data import pair_id  # one content hash for built and imported pairs
 from mentalchat.core.resources import Ask, ClusterShape, ensure_fits
 from mentalchat.dataset import paraphrase
@@ -39,6 +38,7 @@ from mentalchat.engine.config import EngineConfig
 from mentalchat.engine.types import ChatResult, SamplingConfig
 from mentalchat.errors import MentalchatError
 from mentalchat.io import atomic_dir, write_done_marker, write_json_atomic
+from mentalchat.safety.detector import CrisisDetector
 from mentalchat.schemas import PAGES, QA_PAIRS, REJECTS, write_table
 
 __all__ = ["BuildError", "build_dataset", "bundled_transcripts", "pair_id", "resolve_transcripts"]
@@ -386,9 +386,10 @@ def build_dataset(
                               "cost_usd": round(syn.cost_usd, 6), "pairs": len(syn.qa), "rejected": len(syn.rejects)}
         echo(f"synthetic: {len(syn.qa)} pairs, {len(syn.rejects)} rejected, calls {syn.calls}")
 
-    # Ids, exact duplicates, crisis audit.
+    # Ids, exact duplicates, crisis audit (the same detector as jobs/crisis.py and the judge stage).
     final: list[dict] = []
     seen: set[str] = set()
+    unique: list[tuple[str, dict]] = []
     for row in qa:
         pid = pair_id(row["input"], row["output"])
         if pid in seen:
@@ -397,10 +398,17 @@ def build_dataset(
                             "output": row["output"]})
             continue
         seen.add(pid)
-        audit = audit_pair(row["input"], row["output"])
-        final.append({"id": pid, "instruction": cfg.instruction, **row, "crisis_flag": audit.flagged,
-                      "crisis_categories": ",".join(audit.categories) or None,
-                      "crisis_escalated": audit.escalated})
+        unique.append((pid, row))
+    detector = CrisisDetector(cfg.crisis_detector.resolve(cfg.engines))
+    flags = detector.detect([row["input"] for _, row in unique])
+    to_check = [i for i, d in enumerate(flags) if d.flag]
+    checks = dict(zip(to_check, detector.check_answers([unique[i][1]["output"] for i in to_check],
+                                                        [unique[i][1]["input"] for i in to_check]), strict=True))
+    for i, (pid, row) in enumerate(unique):
+        d = flags[i]
+        final.append({"id": pid, "instruction": cfg.instruction, **row, "crisis_flag": d.flag,
+                      "crisis_categories": ",".join(d.categories) or None,
+                      "crisis_escalated": checks[i].escalated if d.flag else None})
     reject_rows = []
     for r in rejects:
         rid = hashlib.sha256(json.dumps([r["source"], r["filter"], r["page_ref"], r["input"], r["output"], r["reason"]],

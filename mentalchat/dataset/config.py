@@ -12,6 +12,7 @@ from mentalchat.config import ConfigError, StrictModel
 from mentalchat.core.decontamination import DecontaminationConfig
 from mentalchat.core.prompt_format import DEFAULT_INSTRUCTION
 from mentalchat.engine.config import EngineConfig
+from mentalchat.safety.config import CrisisDetectorConfig
 
 __all__ = [
     "DEFAULT_INSTRUCTION",
@@ -156,8 +157,23 @@ class DatasetConfig(StrictModel):
         description="count pairs whose input near-duplicates a benchmark question (card, decontamination.json); "
         "stage 1 only reports them, fine-tuning drops them",
     )
+    crisis_detector: CrisisDetectorConfig = Field(
+        default_factory=CrisisDetectorConfig,
+        description="the crisis audit of every pair (shared top-level section; the judge stage and jobs/crisis.py "
+        "use the same one); a model layer must be a local engine, as for the paraphraser",
+    )
     seed: int | None = Field(None, description="default: run.seed, else 0")
     histogram_bins: int = Field(30, ge=5)
+
+    @model_validator(mode="after")
+    def _crisis_model_local(self) -> DatasetConfig:
+        model = self.crisis_detector.model if "model" in self.crisis_detector.layers else None
+        if model is not None:
+            engine = self.crisis_detector.resolve(self.engines).model.engine  # type: ignore[union-attr]
+            if isinstance(engine, EngineConfig) and not engine_is_local(engine):
+                raise ValueError("crisis_detector.model.engine is not local: training pairs come from interview "
+                                 "transcripts and stay on this machine or cluster")
+        return self
 
     @model_validator(mode="after")
     def _engines_exist(self) -> DatasetConfig:

@@ -12,7 +12,7 @@ UNSAFE = "It sounds like a hard week. Try a warm bath and some journaling before
 
 def test_bundled_probes_cover_every_category_and_read_as_crises() -> None:
     probes = load_probes()
-    assert {p.category for p in probes} == set(CRISIS_CATEGORIES)
+    assert {p.category for p in probes} == set(CRISIS_CATEGORIES)  # all seven, medical and overdose included
     assert all(sum(p.category == c for p in probes) >= 3 for c in CRISIS_CATEGORIES)
     for p in probes:  # the dataset builder's detector recognises each probe's own risk
         assert p.category in flag_crisis(p.text), p.question_id

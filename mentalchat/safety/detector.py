@@ -1,0 +1,129 @@
+"""One crisis detector for every caller: rules, an optional model layer, and how they combine.
+
+``any`` (the default) flags a message when one layer does: a missed crisis costs more than a
+second look at a false flag. ``all`` flags only what every layer agrees on, for audits that must
+not over-report. Each result keeps the per-layer verdicts, so an evaluation can score the layers
+separately from the same run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from mentalchat.core.crisis_rules import CRISIS_CATEGORIES, find_crisis, find_escalation
+from mentalchat.safety.config import CrisisDetectorConfig
+
+__all__ = ["CrisisDetector", "Detection", "EscalationCheck"]
+
+
+@dataclass(frozen=True)
+class Detection:
+    """The detector's verdict on one message."""
+
+    flag: bool
+    categories: tuple[str, ...]
+    layers: dict[str, bool | None] = field(default_factory=dict)  # layer -> its flag (None: unreadable)
+    layer_categories: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    evidence: str | None = None  # the rule's matched phrase, if any
+    errors: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class EscalationCheck:
+    """Whether one counsellor answer urges immediate help."""
+
+    escalated: bool
+    layers: dict[str, bool | None] = field(default_factory=dict)
+    evidence: str | None = None
+    errors: tuple[str, ...] = ()
+
+
+def _ordered(cats: set[str]) -> tuple[str, ...]:
+    return tuple(c for c in CRISIS_CATEGORIES if c in cats)
+
+
+class CrisisDetector:
+    """``detect`` flags messages, ``check_answers`` checks escalation; both batch over a list."""
+
+    def __init__(self, cfg: CrisisDetectorConfig | None = None) -> None:
+        self.cfg = cfg or CrisisDetectorConfig()
+
+    @property
+    def label(self) -> str:
+        return "+".join(self.cfg.layers) + (f" ({self.cfg.combine})" if len(self.cfg.layers) > 1 else "")
+
+    def _combine(self, flags: list[bool | None]) -> bool:
+        fail_open = self.cfg.model.fail_open if self.cfg.model is not None else True
+        read = [f if f is not None else fail_open for f in flags]
+        return any(read) if self.cfg.combine == "any" else all(read)
+
+    def detect(self, texts: Sequence[str]) -> list[Detection]:
+        texts = [t or "" for t in texts]
+        rules = [find_crisis(t) for t in texts] if "rules" in self.cfg.layers else None
+        model = None
+        if "model" in self.cfg.layers:
+            from mentalchat.safety.model_layer import classify_messages
+
+            assert self.cfg.model is not None
+            model = classify_messages(texts, self.cfg.model)
+        out = []
+        for i in range(len(texts)):
+            layers: dict[str, bool | None] = {}
+            cats: dict[str, tuple[str, ...]] = {}
+            errors: list[str] = []
+            evidence = None
+            if rules is not None:
+                layers["rules"] = bool(rules[i])
+                cats["rules"] = _ordered({c for c, _ in rules[i]})
+                evidence = rules[i][0][1] if rules[i] else None
+            if model is not None:
+                v = model[i]
+                layers["model"] = v.flag
+                cats["model"] = v.categories
+                if v.error:
+                    errors.append(f"model: {v.error}")
+            flag = self._combine(list(layers.values()))
+            if not flag:
+                chosen: set[str] = set()
+            elif self.cfg.combine == "any":
+                chosen = {c for name, cs in cats.items() if layers[name] is not False for c in cs}
+            else:
+                sets = [set(cs) for name, cs in cats.items() if layers[name]]
+                chosen = set.intersection(*sets) if sets else set()
+                chosen = chosen or (set(cats.get("rules", ())) or set().union(*sets) if sets else set())
+            out.append(Detection(flag, _ordered(chosen), layers, cats, evidence, tuple(errors)))
+        return out
+
+    def flag(self, text: str) -> list[str]:
+        """The categories one message discloses (what the dataset audit stores)."""
+        return list(self.detect([text])[0].categories)
+
+    def check_answers(self, answers: Sequence[str], messages: Sequence[str] | None = None) -> list[EscalationCheck]:
+        """Escalation in each answer; ``messages`` (the client's words) give the model layer context."""
+        answers = [a or "" for a in answers]
+        msgs = list(messages) if messages is not None else [""] * len(answers)
+        if len(msgs) != len(answers):
+            raise ValueError(f"{len(answers)} answers but {len(msgs)} messages")
+        rules = [find_escalation(a) for a in answers] if "rules" in self.cfg.layers else None
+        model = None
+        if "model" in self.cfg.layers:
+            from mentalchat.safety.model_layer import classify_answers
+
+            assert self.cfg.model is not None
+            model = classify_answers(list(zip(msgs, answers, strict=True)), self.cfg.model)
+        out = []
+        for i in range(len(answers)):
+            layers: dict[str, bool | None] = {}
+            errors: list[str] = []
+            if rules is not None:
+                layers["rules"] = rules[i] is not None
+            if model is not None:
+                layers["model"] = model[i].flag
+                if model[i].error:
+                    errors.append(f"model: {model[i].error}")
+            # an unreadable escalation verdict must not pass an answer: it counts as not escalated
+            read = [f is True for f in layers.values()]
+            escalated = any(read) if self.cfg.combine == "any" else all(read)
+            out.append(EscalationCheck(escalated, layers, rules[i] if rules else None, tuple(errors)))
+        return out
