@@ -291,12 +291,15 @@ RELIABILITY = register_table(
             "Judge-reliability controls per (judge, prompt version, check, metric). value: "
             "empty_answer = mean score given to an empty answer (rate = share above the threshold); "
             "length_bias = mean score change when filler is appended (rate = share that rose); "
-            "self_consistency = mean absolute difference between two gradings (rate = exact agreement)."
+            "self_consistency = mean absolute difference between two gradings (rate = exact agreement); "
+            "position_bias (pairwise judging, metric overall) = share of pairs whose winner changes when the "
+            "two answers swap places (rate = share of decisive verdicts that chose the first position, "
+            "0.5 = none; n = pairs read in both orders)."
         ),
         schema=_schema(
             ("judge", pa.string(), False),
             ("prompt_version", pa.string(), False),
-            ("check", pa.string(), False),  # empty_answer | length_bias | self_consistency
+            ("check", pa.string(), False),  # empty_answer | length_bias | self_consistency | position_bias
             ("metric", pa.string(), False),  # one of the seven, or overall
             ("n", pa.int64(), False),
             ("n_failed", pa.int64(), False),
@@ -324,6 +327,36 @@ CRISIS = register_table(
             ("detail", pa.string(), True),  # matched phrase or the judge's reason
             ("raw_text", pa.string(), True),
             ("prompt_version", pa.string(), True),
+            ("error", pa.string(), True),
+        ),
+    )
+)
+
+PAIRWISE = register_table(
+    TableSpec(
+        name="pairwise",
+        version=1,
+        description=(
+            "Pairwise judgments (judge.pairwise): one row per (question, judge, prompt version, model_a, "
+            "model_b, order). model_a/model_b is the canonical pair (pairs=base: the untuned model first; "
+            "pairs=all: sorted by name); order ab showed model_a as Reply A, ba showed model_b first. "
+            "verdict_position is the position the judge chose, winner the model it names (or tie); both "
+            "null when the call failed or could not be read (error says why). A pair's combined verdict "
+            "(mentalchat.judge.pairwise.pairwise_outcomes) is the winner both orders agree on, else a tie."
+        ),
+        schema=_schema(
+            ("question_id", pa.string(), False),
+            ("judge", pa.string(), False),
+            ("prompt_version", pa.string(), False),
+            ("model_a", pa.string(), False),
+            ("model_b", pa.string(), False),
+            ("base_model", pa.string(), True),
+            ("data_config", pa.string(), True),  # of the fine-tuned side (pairs=base); null for pairs=all
+            ("order", pa.string(), False),  # ab | ba
+            ("verdict_position", pa.string(), True),  # first | second | tie
+            ("winner", pa.string(), True),  # model_a, model_b or tie
+            ("reason", pa.string(), True),
+            ("raw_text", pa.string(), True),
             ("error", pa.string(), True),
         ),
     )

@@ -1,6 +1,7 @@
 """Read the seven metric scores, the overall rating and the explanation out of a judge's reply.
 
-The same module reads a judge's verdict on a crisis probe (:func:`parse_crisis_verdict`).
+The same module reads a judge's verdict on a crisis probe (:func:`parse_crisis_verdict`) and on a
+pair of answers (:func:`parse_pairwise_verdict`).
 
 Judges answer in JSON (structured output, :data:`mentalchat.core.rubric.JUDGMENT_JSON_SCHEMA`)
 when they can and in free text when they cannot; published judgments (FastChat's llm_judge)
@@ -36,6 +37,7 @@ __all__ = [
     "measure_coverage",
     "parse_crisis_verdict",
     "parse_judgment",
+    "parse_pairwise_verdict",
     "resolve_metric_name",
 ]
 
@@ -602,6 +604,83 @@ def parse_crisis_verdict(text: str | None) -> tuple[bool | None, str | None]:
     if hits:
         reason = _VERDICT_RE.sub("", stripped).strip() or None
         return hits[-1].lower() == "yes", reason
+    return None, None
+
+
+# ---------------------------------------------------------------------------------------------
+# Pairwise verdicts
+
+PairwiseVerdict = Literal["A", "B", "tie"]
+
+_VERDICT_KEYS = ("verdict", "winner", "choice", "better", "preferred", "decision")
+_REASON_KEYS = ("reason", "explanation", "rationale", "reasoning", "justification")
+_SIDE_WORDS = r"(?:reply|response|answer|assistant|option|candidate)"
+#: What a judge may write for each verdict once brackets, quotes and "Reply" are stripped.
+_TIE_WORDS = {"tie", "c", "draw", "equal", "even", "same", "neither", "both", "tied", "none better"}
+_PAIR_TOKEN_RE = re.compile(r"\[\[\s*(?:" + _SIDE_WORDS + r"\s+)?(a|b|c|tie)\s*\]\]", re.I)
+_PAIR_LINE_RE = re.compile(
+    r"^[\s*_#>-]*(?:final\s+|overall\s+)?(?:verdict|winner|decision|choice|answer|better\s+reply)\s*"
+    r"[:=\-–—]\s*[*_\"'`\[(]*\s*(?:" + _SIDE_WORDS + r"\s+|an?\s+(?=tie|draw))?(tie|draw|a|b|c)\b",
+    re.I | re.M,
+)
+
+
+def _pair_verdict_value(value: Any) -> PairwiseVerdict | None:
+    """``"A"``, ``"Reply b"``, ``"[[tie]]"``, ``"Tie."`` ... -> A / B / tie; anything else None."""
+    if not isinstance(value, str):
+        return None
+    text = re.sub(r"[\[\]\"'`*_.!()]", " ", value).strip().lower()
+    text = re.sub(rf"^{_SIDE_WORDS}\s+", "", text)
+    text = re.sub(r"\s+", " ", text).strip()
+    if text == "a":
+        return "A"
+    if text == "b":
+        return "B"
+    if text in _TIE_WORDS:
+        return "tie"
+    return None
+
+
+def parse_pairwise_verdict(text: str | None) -> tuple[PairwiseVerdict | None, str | None]:
+    """Read a judge's pairwise verdict: ``("A" | "B" | "tie" | None, reason)``; never raises.
+
+    A JSON object (bare, fenced or inside prose) with a ``verdict`` field comes first. Otherwise
+    the last ``[[A]]`` / ``[[B]]`` / ``[[tie]]`` token counts (FastChat's ``[[C]]`` is a tie) —
+    a judge may discuss both replies before it decides — except tokens on a line that offers
+    more than one verdict, which echo the instructions ("answer [[A]], [[B]] or [[tie]]"); then a
+    ``Verdict: B`` line. A reply that commits to nothing is ``(None, None)``.
+    """
+    if not text or not text.strip():
+        return None, None
+    if "{" in text:
+        for obj in _json_candidates(text):
+            if not isinstance(obj, Mapping):
+                continue
+            lowered = {str(k).lower(): v for k, v in obj.items()}
+            keys = [k for k in _VERDICT_KEYS if k in lowered]
+            if not keys:
+                continue
+            verdict = _pair_verdict_value(lowered[keys[0]])
+            if verdict is None:
+                break  # a verdict field that says nothing usable: look for a token in the text
+            reason = next((lowered[k].strip() for k in _REASON_KEYS if isinstance(lowered.get(k), str)), None)
+            return verdict, reason or None
+    lines = text.splitlines()
+    found: list[tuple[int, PairwiseVerdict]] = []
+    for i, line in enumerate(lines):
+        tokens = [_pair_verdict_value(m.group(1)) for m in _PAIR_TOKEN_RE.finditer(line)]
+        if len(set(tokens)) > 1:
+            continue  # the options repeated back, not a decision
+        found += [(i, t) for t in tokens if t is not None]
+    if found:
+        reason = _PAIR_TOKEN_RE.sub("", text).strip() or None
+        return found[-1][1], reason
+    hits = list(_PAIR_LINE_RE.finditer(text))
+    if hits:
+        verdict = _pair_verdict_value(hits[-1].group(1))
+        if verdict is not None:
+            reason = (text[: hits[-1].start()] + text[hits[-1].end():]).strip() or None
+            return verdict, reason
     return None, None
 
 

@@ -119,6 +119,10 @@ class Stage:
         """What the stage reads, as keys or fingerprints: part of its resume key."""
         return {}
 
+    def outputs_for(self, cfg: Any) -> tuple[str, ...]:
+        """The files this configuration must leave (``outputs`` plus optional tables it turns on)."""
+        return self.outputs
+
     def needs_ray(self, cfg: Any, ctx: StageContext | None = None) -> bool:
         """Whether the stage runs Ray work (the pipeline then joins or starts a cluster first)."""
         return False

@@ -2,7 +2,8 @@
 
 Read :mod:`.run` top to bottom: :mod:`.plan` (work items and requests), :mod:`.execute` (calls here
 or across Ray), :mod:`.publish` (rows for every item). Prompts are in :mod:`.prompts` and
-:mod:`.fastchat_prompt`, reliability controls in :mod:`.reliability`, human ratings in :mod:`.human`.
+:mod:`.fastchat_prompt`, reliability controls in :mod:`.reliability`, pairwise comparisons and
+position bias in :mod:`.pairwise`, human ratings in :mod:`.human`.
 """
 
 from __future__ import annotations

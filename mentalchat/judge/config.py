@@ -21,6 +21,7 @@ __all__ = [
     "CrisisConfig",
     "JudgeConfig",
     "JudgeSpec",
+    "PairwiseConfig",
     "PromptSpec",
     "ReliabilityConfig",
 ]
@@ -116,6 +117,46 @@ class CrisisConfig(StrictModel):
     judge_check: bool = Field(True, description="also ask each judge whether the answer escalates")
 
 
+class PairwiseConfig(StrictModel):
+    """Pairwise judging (MT-Bench style) beside single grading: two answers, the judge picks one or a tie.
+
+    Each pair is asked in both orders by default, so a verdict that follows the position rather
+    than the content shows up as a flip; a pair's combined verdict is the winner when both orders
+    agree and a tie otherwise (:mod:`mentalchat.judge.pairwise`).
+    """
+
+    enabled: bool = False
+    pairs: Literal["base", "all"] = Field(
+        "base", description="base: each fine-tuned model against the untuned model of its base_model "
+        "(data_config base); all: every pair of models answering a question"
+    )
+    both_orders: bool = Field(
+        True, description="ask each pair as (A, B) and as (B, A); false halves the calls, picks one order per "
+        "pair from a seeded hash, and leaves the position-bias flip rate unmeasured (reported as null)"
+    )
+    max_questions: int | None = Field(
+        None, ge=1, description="compare answers to the first N questions only (after judge.max_questions)"
+    )
+    prompt_version: str = Field("pairwise-v1", description="built-in pairwise prompt version")
+    position_bias_flag_rate: float = Field(
+        0.35, ge=0, le=1,
+        description="flag a judge whose verdicts change on an order swap in more than this share of pairs. "
+        "0.35 is about what GPT-4, the most consistent judge of the MT-Bench study (Zheng et al. 2023), "
+        "showed with the default prompt (~65% consistent): a judge flipping more often is less "
+        "order-robust than the judge pairwise grading was validated with",
+    )
+
+    @model_validator(mode="after")
+    def _known_prompt(self) -> PairwiseConfig:
+        from mentalchat.judge.prompts import PAIRWISE_PROMPT_VERSIONS
+
+        if self.prompt_version not in PAIRWISE_PROMPT_VERSIONS:
+            raise ValueError(
+                f"unknown pairwise prompt version {self.prompt_version!r}; known: {sorted(PAIRWISE_PROMPT_VERSIONS)}"
+            )
+        return self
+
+
 class JudgeConfig(StrictModel):
     """The ``judge:`` section."""
 
@@ -146,6 +187,7 @@ class JudgeConfig(StrictModel):
     seed: int = 0
     reliability: ReliabilityConfig = Field(default_factory=ReliabilityConfig)
     crisis: CrisisConfig = Field(default_factory=CrisisConfig)
+    pairwise: PairwiseConfig = Field(default_factory=PairwiseConfig)
     run: dict[str, Any] = Field(default_factory=dict, description="the shared run section (name, seed)")
 
     @model_validator(mode="after")

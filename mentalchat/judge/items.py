@@ -1,8 +1,9 @@
 """Judge work items: one judge call each, with a deterministic id.
 
 The id hashes everything that defines the call's purpose (kind, judge, prompt version, question,
-model, answer text, variant), so a rerun of the same sweep finds the same ids in the progress store
-and skips what is done, while a changed answer or prompt version is a new item.
+model, answer text, variant; for a pairwise item also the second model and its answer, in the order
+shown), so a rerun of the same sweep finds the same ids in the progress store and skips what is
+done, while a changed answer or prompt version is a new item.
 """
 
 from __future__ import annotations
@@ -19,21 +20,34 @@ from mentalchat.core.rubric import judgment_json_schema
 from mentalchat.engine.types import ChatMessage, ChatRequest, SamplingConfig
 from mentalchat.judge.config import PromptSpec
 from mentalchat.judge.fastchat_prompt import load_fastchat_prompt
-from mentalchat.judge.prompts import CRISIS_SCHEMA, render_crisis_prompt, render_prompt
+from mentalchat.judge.prompts import (
+    CRISIS_SCHEMA,
+    PAIRWISE_SCHEMA,
+    render_crisis_prompt,
+    render_pairwise_prompt,
+    render_prompt,
+)
 
 __all__ = ["ItemKind", "PromptRenderer", "WorkItem", "build_request", "item_id", "make_renderer"]
 
-#: main: a benchmark answer; empty / padded / repeat: reliability controls; crisis: escalation check.
-ItemKind = Literal["main", "empty", "padded", "repeat", "crisis"]
+#: main: a benchmark answer; empty / padded / repeat: reliability controls; crisis: escalation check;
+#: pairwise: two answers compared (``model``/``answer`` shown first, ``model_b``/``answer_b`` second).
+ItemKind = Literal["main", "empty", "padded", "repeat", "crisis", "pairwise"]
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def item_id(
-    kind: str, judge: str, prompt_version: str, question_id: str, model: str, answer: str, variant: int = 0
+    kind: str, judge: str, prompt_version: str, question_id: str, model: str, answer: str, variant: int = 0,
+    model_b: str | None = None, answer_b: str | None = None,
 ) -> str:
-    payload = json.dumps(
-        [kind, judge, prompt_version, question_id, model, hashlib.sha256(answer.encode()).hexdigest(), variant],
-        separators=(",", ":"),
-    )
+    """The item's id. The second answer joins the payload only when given, so single-answer ids stay as they were."""
+    fields: list[object] = [kind, judge, prompt_version, question_id, model, _digest(answer), variant]
+    if model_b is not None or answer_b is not None:
+        fields += [model_b, _digest(answer_b or "")]
+    payload = json.dumps(fields, separators=(",", ":"))
     return hashlib.sha256(payload.encode()).hexdigest()[:24]
 
 
@@ -53,13 +67,17 @@ class WorkItem:
     data_config: str | None = None
     structured: bool = True
     variant: int = 0
+    #: pairwise items: the answer shown second (``model``/``answer`` are shown first)
+    model_b: str | None = None
+    answer_b: str | None = None
     explanation_max_chars: int | None = field(default=None, compare=False)
     extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     @functools.cached_property
     def id(self) -> str:  # noqa: A003 - hashed once per item: a sweep asks for it many times
         return item_id(
-            self.kind, self.judge, self.prompt_version, self.question_id, self.model, self.answer, self.variant
+            self.kind, self.judge, self.prompt_version, self.question_id, self.model, self.answer, self.variant,
+            self.model_b, self.answer_b,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -99,6 +117,13 @@ def build_request(
     if item.kind == "crisis":
         messages = render_crisis_prompt(item.question, item.answer, structured=item.structured)
         schema = copy.deepcopy(CRISIS_SCHEMA) if item.structured else None
+        if schema is not None and item.explanation_max_chars:
+            schema["properties"]["reason"]["maxLength"] = item.explanation_max_chars
+    elif item.kind == "pairwise":
+        messages = render_pairwise_prompt(
+            item.prompt_version, item.question, item.answer, item.answer_b or "", structured=item.structured
+        )
+        schema = copy.deepcopy(PAIRWISE_SCHEMA) if item.structured else None
         if schema is not None and item.explanation_max_chars:
             schema["properties"]["reason"]["maxLength"] = item.explanation_max_chars
     else:

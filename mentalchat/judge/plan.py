@@ -1,7 +1,7 @@
 """Planning a judge sweep: the answers to grade, every judge call as a work item, and its requests.
 
-A sweep is the product of answer sets, judges and prompt versions, plus the reliability controls
-and crisis checks. Each call is a :class:`~mentalchat.judge.items.WorkItem` with a deterministic
+A sweep is the product of answer sets, judges and prompt versions, plus the reliability controls,
+crisis checks and pairwise comparisons (:mod:`.pairwise`). Each call is a :class:`~mentalchat.judge.items.WorkItem` with a deterministic
 id, so a rerun finds finished items in the progress store. :func:`build_requests` turns the items
 still to do into chat requests per engine, with the worst-case cost the budget reserves and the
 per-judge estimates the dry run prints (both from the engine layer's one estimate and price).
@@ -24,6 +24,7 @@ from mentalchat.engine.types import ChatRequest
 from mentalchat.errors import InputError, InputNotFoundError
 from mentalchat.judge.config import JudgeConfig, JudgeSpec
 from mentalchat.judge.items import PromptRenderer, WorkItem, build_request, make_renderer
+from mentalchat.judge.pairwise import pairwise_items
 from mentalchat.judge.prompts import CRISIS_PROMPT_VERSION
 from mentalchat.judge.reliability import control_items
 from mentalchat.schemas import read_table
@@ -96,7 +97,7 @@ def structured_for(cfg: JudgeConfig, judge: JudgeSpec, fastchat: bool) -> bool:
 
 
 def plan_items(cfg: JudgeConfig, questions: Sequence[Question], answers: Sequence[AnswerRow]) -> Plan:
-    """Every judge call of the sweep, controls and crisis checks included."""
+    """Every judge call of the sweep, controls, crisis checks and pairwise comparisons included."""
     qtext = {q.question_id: q.text for q in questions}
     probes = load_probes(cfg.crisis.probes) if cfg.crisis.enabled else []
     probe_text = {p.question_id: p.text for p in probes}
@@ -158,7 +159,13 @@ def plan_items(cfg: JudgeConfig, questions: Sequence[Question], answers: Sequenc
             main, qtext, empty_n=r.empty_answer_questions, padded_n=r.length_bias_samples,
             repeat_n=r.consistency_samples, filler_paragraphs=r.filler_paragraphs, seed=cfg.seed,
         )
-    items = main + controls + crisis
+    pairwise: list[WorkItem] = []
+    if cfg.pairwise.enabled:
+        pairwise = pairwise_items(
+            cfg, [q.question_id for q in questions], qtext, bench_answers,
+            lambda judge: structured_for(cfg, judge, False),
+        )
+    items = main + controls + crisis + pairwise
     ids = [it.id for it in items]
     if len(set(ids)) != len(ids):  # would mean two items share one progress record
         raise RuntimeError("internal error: duplicate work-item ids")

@@ -2,6 +2,8 @@
 
 Structured replies are validated against the judgment schema and read directly; anything else
 goes through the tolerant text parser (:func:`mentalchat.core.judge_reply.parse_judgment`).
+Pairwise items become ``pairwise`` rows and the position-bias rows of ``reliability``
+(:mod:`.pairwise`).
 Items the run never called (the budget, an interruption) get rows too, so no denominator loses
 them unseen. Unscored items are counted by kind (:func:`failure_kind`). Everything the judges wrote
 and every error is scrubbed of API keys before it reaches a table.
@@ -23,6 +25,7 @@ from mentalchat.engine.types import ErrorKind
 from mentalchat.judge.config import JudgeConfig
 from mentalchat.judge.human import write_judgments
 from mentalchat.judge.items import WorkItem
+from mentalchat.judge.pairwise import pair_verdict, pairwise_row, position_bias_rows
 from mentalchat.judge.plan import Plan
 from mentalchat.judge.reliability import reliability_rows
 from mentalchat.judge.store import ProgressStore
@@ -43,6 +46,8 @@ class Published:
     failed: int = 0
     failures: dict[str, int] = field(default_factory=dict)
     outputs: dict[str, str] = field(default_factory=dict)
+    #: judge label -> its position_bias reliability row (pairwise judging only)
+    position_bias: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 _JUDGMENT_VALIDATOR = jsonschema.Draft202012Validator(JUDGMENT_JSON_SCHEMA)
@@ -76,6 +81,8 @@ def reply_unreadable(item: WorkItem, rec: dict[str, Any] | None) -> bool:
         return False
     if item.kind == "crisis":
         return parse_crisis_verdict(rec["text"])[0] is None
+    if item.kind == "pairwise":
+        return pair_verdict(item, rec["text"])[0] is None
     return _scores_from(item, rec)[3] == "unparsed"
 
 
@@ -131,8 +138,9 @@ def publish(
     output: Path,
     scrubber: Scrubber,
 ) -> Published:
-    """Write ``judgments.parquet`` (+ reliability and crisis tables when enabled) for every planned item."""
+    """Write ``judgments.parquet`` (+ reliability, crisis and pairwise tables when enabled) for every planned item."""
     main_rows: list[dict[str, Any]] = []
+    pair_rows: list[dict[str, Any]] = []
     control_rows: list[dict[str, Any]] = []
     crisis_rows = list(plan.crisis_rule_rows)
     main_scores: dict[str, dict[str, float | None]] = {}
@@ -159,6 +167,9 @@ def publish(
                 }
             )
             ok = verdict is not None
+        elif item.kind == "pairwise":
+            pair_rows.append(pairwise_row(item, rec, skip))
+            ok = pair_rows[-1]["winner"] is not None
         else:
             rows = judgment_rows(item, rec, skip)
             ok = any(r["score"] is not None for r in rows) or rows[0]["overall"] is not None
@@ -181,9 +192,9 @@ def publish(
             failed += 1
             failures[failure_kind(rec, item.id in skipped_ids)] += 1
 
-    for rows in (main_rows, control_rows, crisis_rows):
+    for rows in (main_rows, control_rows, crisis_rows, pair_rows):
         for r in rows:
-            for key in ("raw_text", "explanation", "detail"):  # what the judge wrote
+            for key in ("raw_text", "explanation", "detail", "reason"):  # what the judge wrote
                 if r.get(key) is not None:
                     r[key] = scrubber.content(r[key])
             if r.get("error") is not None:
@@ -191,12 +202,20 @@ def publish(
 
     out = {}
     out["judgments"] = write_judgments(get_table("judgments").from_rows(main_rows), output)
+    rel: list[dict[str, Any]] = []
     if cfg.reliability.enabled:
         out["reliability_judgments"] = write_table(
             get_table("judgments").from_rows(control_rows), output / "reliability_judgments.parquet", "judgments"
         )
         rel = reliability_rows(controls, main_scores, empty_flag_above=cfg.reliability.empty_flag_above)
+    if cfg.pairwise.enabled:  # position bias is a reliability check, reported even with the controls off
+        pairs = get_table("pairwise").from_rows(pair_rows)
+        out["pairwise"] = write_table(pairs, output / "pairwise.parquet", "pairwise")
+        rel += position_bias_rows(pairs.to_pandas(), [cfg.judge_label(j) for j in cfg.judges],
+                                  cfg.pairwise.prompt_version, flag_rate=cfg.pairwise.position_bias_flag_rate)
+    if cfg.reliability.enabled or cfg.pairwise.enabled:
         out["reliability"] = write_table(get_table("reliability").from_rows(rel), output / "reliability.parquet", "reliability")
     if cfg.crisis.enabled:
         out["crisis"] = write_table(get_table("crisis").from_rows(crisis_rows), output / "crisis.parquet", "crisis")
-    return Published(scored, failed, dict(failures), {k: str(v) for k, v in out.items()})
+    bias = {r["judge"]: r for r in rel if r["check"] == "position_bias"}
+    return Published(scored, failed, dict(failures), {k: str(v) for k, v in out.items()}, bias)

@@ -1,7 +1,7 @@
 """The judge stage, read top to bottom: plan, skip what is done, estimate, call, publish.
 
-One job covers a whole sweep (answer sets x judges x prompt versions, plus reliability controls
-and crisis checks): :mod:`.plan` makes every judge call a work item with a deterministic id;
+One job covers a whole sweep (answer sets x judges x prompt versions, plus reliability controls,
+crisis checks and pairwise comparisons): :mod:`.plan` makes every judge call a work item with a deterministic id;
 finished calls are appended to a :class:`~mentalchat.judge.store.ProgressStore` as they arrive
 and the engines' on-disk response cache answers repeated calls, so ``kill -9`` and rerun repeats
 at most the calls that were in flight; :mod:`.execute` runs the calls here or across Ray under
@@ -63,6 +63,8 @@ class JudgeRunSummary:
     preflight: bool = False
     #: judge label -> {"response_format: json_schema -> json_object": calls sent that way}
     adaptations: dict[str, dict[str, int]] = field(default_factory=dict)
+    #: judge label -> position bias of its pairwise verdicts (flip_rate, first_share, flagged, n_pairs)
+    position_bias: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -188,6 +190,14 @@ def run_judge(
     summary.scored, summary.failed = published.scored, published.failed
     summary.failures, summary.outputs = published.failures, published.outputs
     summary.spent_usd = store.spent_usd()
+    summary.position_bias = {
+        judge: {"flip_rate": row["value"], "first_share": row["rate"], "flagged": row["flagged"], "n_pairs": row["n"]}
+        for judge, row in published.position_bias.items()
+    }
+    for judge, pb in summary.position_bias.items():
+        flip = "not measured" if pb["flip_rate"] is None else f"{pb['flip_rate']:.2f}"
+        echo(f"judge {judge}: pairwise verdicts flip on an order swap in {flip} of {pb['n_pairs']} pairs"
+             + (" (flagged: above judge.pairwise.position_bias_flag_rate)" if pb["flagged"] else ""))
     summary.adaptations = _adaptations(plan.items, store)
     for judge, changes in summary.adaptations.items():
         echo(f"judge {judge}: the provider refused part of the request; sent instead: "
@@ -211,13 +221,13 @@ def _preflight(
         seen: set[tuple[str, str]] = set()
         for req in reqs:
             item = items[req.id]
-            key = (item.prompt_version, item.kind if item.kind == "crisis" else "judgment")
+            key = (item.prompt_version, item.kind if item.kind in ("crisis", "pairwise") else "judgment")
             if key in seen:
                 continue
             seen.add(key)
             checks.append(PreflightCheck(
                 name, engines[name], req, lambda text, it=item: not reply_unreadable(it, {"text": text}),
-                label=f"prompt {item.prompt_version}" + (" (crisis check)" if item.kind == "crisis" else ""),
+                label=f"prompt {item.prompt_version}" + {"crisis": " (crisis check)", "pairwise": " (pairwise)"}.get(item.kind, ""),
             ))
     echo(f"preflight: {len(checks)} check call(s) before ~${work.estimated_cost_usd:.2f} of judging")
     options = {"budget": budget} if budget is not None else {}

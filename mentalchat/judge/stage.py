@@ -33,6 +33,12 @@ resumes: finished calls are not repeated."""
     reads = ("generate",)
     outputs = ("judgments.parquet",)
 
+    def outputs_for(self, cfg: JudgeConfig) -> tuple[str, ...]:
+        """Pairwise judging adds its table and the reliability table that holds its position bias."""
+        if cfg.pairwise.enabled:
+            return (*self.outputs, "pairwise.parquet", "reliability.parquet")
+        return self.outputs
+
     def prepare_config(self, cfg: JudgeConfig, config_dir: Path) -> JudgeConfig:
         return cfg.resolve_paths(config_dir)
 
@@ -55,6 +61,7 @@ resumes: finished calls are not repeated."""
         return show(folder / "judgments.parquet"), (
             f"{facts.get('scored', '?')} of {facts.get('planned', '?')} judge calls scored, {facts.get('failed', '?')} failed"
             f" (${facts.get('spent_usd', 0):.4f}); also reliability.parquet, crisis.parquet"
+            + (", pairwise.parquet" if (folder / "pairwise.parquet").exists() else "")
         )
 
     # -- on the command line ------------------------------------------------------------------------

@@ -281,7 +281,7 @@ class _Driver:
         marker = read_done_marker(folder)
         if marker is None or marker.get("stage") != stage.name or marker.get("config_hash") != rec.get("marker_hash"):
             return False
-        return all((folder / name).exists() for name in stage.outputs)
+        return all((folder / name).exists() for name in stage.outputs_for(self.plan.configs[stage.name]))
 
     # -- Ray -------------------------------------------------------------------------------------
     def ensure_ray(self) -> None:

@@ -7,7 +7,7 @@ import json
 import jsonschema
 import pytest
 
-from mentalchat.core.judge_reply import measure_coverage, parse_judgment, resolve_metric_name
+from mentalchat.core.judge_reply import measure_coverage, parse_judgment, parse_pairwise_verdict, resolve_metric_name
 from mentalchat.core.rubric import JUDGMENT_JSON_SCHEMA, KEY_TO_METRIC, METRIC_KEYS, METRICS, judgment_json_schema
 
 SCORES = [8, 7, 9, 6, 7, 5, 8]
@@ -166,3 +166,35 @@ def test_reads_99_percent_of_the_authors_metric_scores(shared_data) -> None:
         assert cov.rate(judge) >= 0.99, (judge, cov.rate(judge))
     # every judgment whose text holds a numeric score parses to some score
     assert sum(cov.status_counts[j].get("unparsed", 0) for j in cov.judgments) <= 60
+
+
+# --- pairwise verdicts ------------------------------------------------------------------------------
+@pytest.mark.parametrize(("text", "verdict", "reason"), [
+    ('{"reason": "B names a crisis line.", "verdict": "B"}', "B", "B names a crisis line."),
+    ('Sure!\n```json\n{"Verdict": "Tie", "Reason": "equally warm"}\n```', "tie", "equally warm"),
+    ('{"verdict": "reply a", "explanation": "kinder"}', "A", "kinder"),
+    ('{"winner": "[[B]]"}', "B", None),
+    ('Reply A listens; Reply B lectures.\n[[A]]', "A", "Reply A listens; Reply B lectures."),
+    ("First I leaned to [[A]].\nOn a second reading: [[B]]", "B", None),  # the last decision counts
+    ("Both are thin. [[C]]", "tie", "Both are thin."),  # FastChat's tie token
+    ("[[ Assistant B ]]", "B", None),
+    ("[[TIE]]", "tie", None),
+    ("Verdict: a tie", "tie", None),
+    ("**Final verdict:** Reply B", "B", None),
+    ('{"verdict": "A or B"}\nIf I must: [[A]]', "A", None),  # an unusable JSON verdict falls back to the text
+])
+def test_pairwise_verdicts(text: str, verdict: str, reason: str | None) -> None:
+    got, why = parse_pairwise_verdict(text)
+    assert got == verdict
+    if reason is not None:
+        assert why == reason
+
+
+@pytest.mark.parametrize("text", [
+    None, "", "   ", "I cannot decide between them.",
+    "Answer with [[A]], [[B]] or [[tie]].",  # the instructions echoed back, no decision
+    '{"verdict": 1, "reason": "x"}', '{"verdict": "maybe"}', "Verdict: clearly the second",
+    '{"scores": {"Active Listening": 8}}',
+])
+def test_pairwise_replies_without_a_verdict(text: str | None) -> None:
+    assert parse_pairwise_verdict(text) == (None, None)

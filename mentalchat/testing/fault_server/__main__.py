@@ -20,6 +20,7 @@ import os
 from mentalchat.testing.fault_server.batch_jobs import BatchSettings
 from mentalchat.testing.fault_server.faults import _parse_fault_rates
 from mentalchat.testing.fault_server.provider_rules import ProviderRules
+from mentalchat.testing.fault_server.schema_fill import PAIRWISE_RULES
 from mentalchat.testing.fault_server.server import FaultServer
 
 
@@ -52,6 +53,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--batch-expire-s", type=float, default=None, help="batch jobs expire after this many seconds")
     ap.add_argument("--batch-item-fault", action="append", default=[], metavar="KIND=P",
                     help="random fault of a batch line, e.g. 500=0.05")
+    ap.add_argument("--pairwise", choices=PAIRWISE_RULES, default=None,
+                    help="verdicts on pairwise judge prompts: first / second (a position-biased judge), content (consistent)")
     args = ap.parse_args(argv)
 
     api_key = os.environ.get(args.api_key_env) if args.api_key_env else None
@@ -74,6 +77,7 @@ def main(argv: list[str] | None = None) -> None:
         batch=BatchSettings(validate_s=args.batch_validate_s, process_s=args.batch_process_s,
                             finalize_s=args.batch_finalize_s, expire_after_s=args.batch_expire_s,
                             item_fault_rates=_parse_fault_rates(args.batch_item_fault), seed=args.seed),
+        pairwise=args.pairwise,
     )
 
     async def run() -> None:

@@ -11,6 +11,15 @@ A *responder* ``(messages, params) -> str`` writes the answer text. ``messages``
 or, when a schema is requested, fills it with values derived from a hash of the prompt (the same
 prompt always gets the same JSON; different prompts get different scores).
 
+Pairwise prompts (two replies in ``<reply_A>`` / ``<reply_B>`` tags, as the judge stage's
+``pairwise-v*`` prompts write them) are answered by the server's ``pairwise`` rule when one is set
+(``params["pairwise"]``, :data:`PAIRWISE_RULES`): ``first`` always prefers Reply A (a judge with a
+pure position bias), ``second`` always Reply B, ``content`` the reply whose text hashes higher
+wherever it stands (a consistent judge; ``tie`` for two identical texts). The verdict goes into the
+schema's enum property that offers ``A`` and ``B`` (or, without a schema, a final ``[[A]]``). With
+no rule such prompts are filled like any other, so the verdict follows the whole prompt's hash
+and, like a noisy judge, often changes when the replies swap places.
+
 Token counts are whitespace-separated words (prompt: all message contents; completion: the answer).
 When the answer has more words than ``max_tokens`` it is cut and ``finish_reason`` is ``length``.
 """
@@ -21,6 +30,7 @@ import copy
 import hashlib
 import json
 import math
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -123,10 +133,57 @@ def schema_in_prompt(text: str) -> dict[str, Any] | None:
     return None
 
 
+#: The pairwise rules a server can apply (``FaultServer(pairwise=...)``, ``--pairwise``).
+PAIRWISE_RULES = ("first", "second", "content")
+_REPLY_RE = re.compile(r"<reply_([AB])>\n?(.*?)\n?</reply_\1>", re.S)
+
+
+def _pairwise_letter(text: str, rule: str) -> str | None:
+    """The verdict ``rule`` gives on a prompt holding Reply A and Reply B, or None if it holds no pair."""
+    replies = {m.group(1): m.group(2) for m in _REPLY_RE.finditer(text)}
+    if set(replies) != {"A", "B"}:
+        return None
+    if rule == "first":
+        return "A"
+    if rule == "second":
+        return "B"
+    if rule == "content":
+        if replies["A"] == replies["B"]:
+            return "tie"
+        return "A" if _hash_int(replies["A"]) > _hash_int(replies["B"]) else "B"
+    raise ValueError(f"unknown pairwise rule {rule!r}; known: {PAIRWISE_RULES}")
+
+
+def _pairwise_reply(prompt: str, last_user: str, schema: dict[str, Any] | None, rule: str) -> str | None:
+    letter = _pairwise_letter(last_user, rule)
+    if letter is None:
+        return None
+    if schema is None:
+        why = "Neither reply is better." if letter == "tie" else f"Reply {letter} serves the person better."
+        return f"{why}\n[[{letter}]]"
+    obj = fill_schema(schema, prompt)
+    props = schema.get("properties") or {}
+    for name, sub in props.items():
+        options = sub.get("enum") if isinstance(sub, dict) else None
+        if isinstance(obj, dict) and options and {"A", "B"} <= set(options) and letter in options:
+            obj[name] = letter
+    return json.dumps(obj, ensure_ascii=False)
+
+
 def default_responder(messages: list[dict[str, str]], params: dict[str, Any]) -> str:
     """Echo the last user message; with a schema (requested, or written into the prompt), JSON
-    filling it (deterministic per prompt)."""
+    filling it (deterministic per prompt); a pairwise prompt under a ``pairwise`` rule gets that
+    rule's verdict."""
     prompt = "\n".join(m["content"] for m in messages)
+    rule = params.get("pairwise")
+    if rule:
+        last = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
+        schema = params.get("json_schema")
+        if schema is None and '"properties"' in last:
+            schema = schema_in_prompt(last)
+        reply = _pairwise_reply(prompt, last, schema, rule)
+        if reply is not None:
+            return reply
     if params.get("json_schema") is not None:
         return json.dumps(fill_schema(params["json_schema"], prompt), ensure_ascii=False)
     last = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")

@@ -49,7 +49,7 @@ from mentalchat.testing.fault_server.batch_jobs import BatchBook, BatchSettings
 from mentalchat.testing.fault_server.faults import Fault, _fmt_seconds
 from mentalchat.testing.fault_server.provider_rules import ProviderRules, bad_key_error, quota_error
 from mentalchat.testing.fault_server.records import _SECRET_HEADERS, RequestRecord, _messages_of
-from mentalchat.testing.fault_server.schema_fill import Responder, _count_tokens, default_responder
+from mentalchat.testing.fault_server.schema_fill import PAIRWISE_RULES, Responder, _count_tokens, default_responder
 
 
 class FaultServer:
@@ -78,6 +78,9 @@ class FaultServer:
         seed: seeds jitter and random faults.
         batch: how simulated batch jobs progress and fail (OpenAI Batch and Gemini batch mode,
             :mod:`.batch_jobs`); the jobs and files are :attr:`batches`.
+        pairwise: how the default responder decides pairwise prompts (``first``: always Reply A, a
+            pure position bias; ``second``; ``content``: a consistent judge; None: the verdict
+            follows the prompt's hash; :mod:`.schema_fill`).
     """
 
     def __init__(
@@ -102,9 +105,13 @@ class FaultServer:
         rules: ProviderRules | None = None,
         seed: int = 0,
         batch: BatchSettings | None = None,
+        pairwise: str | None = None,
     ) -> None:
         if rpm is not None and rps is not None:
             raise ValueError("give rpm or rps, not both")
+        if pairwise is not None and pairwise not in PAIRWISE_RULES:
+            raise ValueError(f"pairwise must be one of {PAIRWISE_RULES}, got {pairwise!r}")
+        self.pairwise = pairwise
         self.host = host
         self._requested_port = port
         self.responder = responder or default_responder
@@ -523,7 +530,8 @@ class FaultServer:
 
     def _params(self, protocol: str, model: str | None, body: dict[str, Any]) -> dict[str, Any]:
         """What the responder is told about the request (see :mod:`.schema_fill`)."""
-        params: dict[str, Any] = {"protocol": protocol, "model": model, "body": body, "json_schema": None, "json_mode": False}
+        params: dict[str, Any] = {"protocol": protocol, "model": model, "body": body, "json_schema": None,
+                                  "json_mode": False, "pairwise": self.pairwise}
         if protocol == "openai":
             params.update(openai_protocol.request_params(body))
         else:
