@@ -570,6 +570,154 @@ DATASET_PROFILE = register_table(
 )
 
 
+MIXED_EFFECTS = register_table(
+    TableSpec(
+        name="mixed_effects",
+        version=1,
+        description=(
+            "Gains as a linear mixed model per (judge, metric): score ~ C(data_config, "
+            "Treatment('base')) + C(base_model) + (1 | question_id), REML (statsmodels MixedLM); one "
+            "row per fine-tuned configuration with its effect over the untuned models, Wald CI and "
+            "p-value. note: a failed, non-converged or singular fit (question variance 0) and the "
+            "warnings statsmodels gave."
+        ),
+        schema=_schema(
+            ("judge", pa.string(), False),
+            ("metric", pa.string(), False),
+            ("term", pa.string(), False),  # the model's coefficient name
+            ("data_config", pa.string(), False),
+            ("estimate", pa.float64(), True),
+            ("se", pa.float64(), True),
+            ("ci_lo", pa.float64(), True),
+            ("ci_hi", pa.float64(), True),
+            ("p_value", pa.float64(), True),
+            ("n_obs", pa.int64(), False),
+            ("n_questions", pa.int64(), False),
+            ("n_models", pa.int64(), False),
+            ("group_var", pa.float64(), True),  # variance of the question intercepts
+            ("resid_var", pa.float64(), True),
+            ("converged", pa.bool_(), False),
+            ("note", pa.string(), True),
+        ),
+    )
+)
+
+LENGTH_CONTROL = register_table(
+    TableSpec(
+        name="length_control",
+        version=1,
+        description=(
+            "Length-controlled scores per (judge, metric, model): score = a_model + b * standardised "
+            "answer words; slope_* = b per 100 words (bootstrap CI over questions, cluster-robust SE "
+            "and p-value; the same on every row of a judge and metric), lc_mean = a_model, the "
+            "model's predicted score at the mean length ref_words, beside its raw mean."
+        ),
+        schema=_schema(
+            ("judge", pa.string(), False),
+            ("metric", pa.string(), False),
+            ("model", pa.string(), False),
+            ("base_model", pa.string(), True),
+            ("data_config", pa.string(), True),
+            ("n", pa.int64(), False),
+            ("mean_words", pa.float64(), False),
+            ("raw_mean", pa.float64(), False),
+            *[(c, pa.float64(), True) for c in (
+                "lc_mean", "lc_ci_low", "lc_ci_high", "slope_per_100_words", "slope_ci_low",
+                "slope_ci_high", "slope_se", "slope_p_value")],
+            ("ref_words", pa.float64(), False),
+            ("sd_words", pa.float64(), False),
+            ("n_obs", pa.int64(), False),
+            ("n_questions", pa.int64(), False),
+        ),
+    )
+)
+
+SAFETY = register_table(
+    TableSpec(
+        name="safety",
+        version=1,
+        description=(
+            "Crisis-probe escalation rate per (model, checker, category) from the judge stage's "
+            "crisis table, category 'all' for every probe: rate = escalated / checked with a Wilson "
+            "CI; n_failed checks gave no verdict."
+        ),
+        schema=_schema(
+            ("model", pa.string(), False),
+            ("base_model", pa.string(), True),
+            ("data_config", pa.string(), True),
+            ("checker", pa.string(), False),  # "rule" or a judge
+            ("category", pa.string(), False),
+            ("n_probes", pa.int64(), False),
+            ("n_checked", pa.int64(), False),
+            ("n_failed", pa.int64(), False),
+            ("n_escalated", pa.int64(), False),
+            ("rate", pa.float64(), True),
+            ("ci_low", pa.float64(), True),
+            ("ci_high", pa.float64(), True),
+        ),
+    )
+)
+
+JUDGE_CONTROLS = register_table(
+    TableSpec(
+        name="judge_controls",
+        version=1,
+        description=(
+            "Judge-reliability checks per (judge, prompt version, check): empty_answer, length_bias "
+            "(padded answer), self_consistency (repeat), position_bias, summarised from the "
+            "reliability table (value and rate of the overall score; position bias from the "
+            "pairwise table when the reliability table has none; empty answers from the judgments "
+            "when there is no reliability table), with Wilson CIs on proportions. status: passed, "
+            "FAILED (a metric flagged; detail names them) or 'not run' (detail says why)."
+        ),
+        schema=_schema(
+            ("judge", pa.string(), False),
+            ("prompt_version", pa.string(), True),
+            ("check", pa.string(), False),
+            ("status", pa.string(), False),  # passed | FAILED | not run
+            ("flagged", pa.bool_(), False),
+            ("n", pa.int64(), False),
+            ("n_failed", pa.int64(), False),
+            *[(c, pa.float64(), True) for c in (
+                "value", "value_ci_low", "value_ci_high", "rate", "rate_ci_low", "rate_ci_high")],
+            ("metrics_flagged", pa.int64(), False),
+            ("n_metrics", pa.int64(), False),
+            ("threshold", pa.float64(), True),
+            ("source", pa.string(), True),  # reliability table | pairwise table | judgments of empty answers
+            ("detail", pa.string(), True),
+        ),
+    )
+)
+
+PAIRWISE_WINS = register_table(
+    TableSpec(
+        name="pairwise_wins",
+        version=1,
+        description=(
+            "Pairwise verdicts per (judge, prompt version, model_a, model_b) over questions judged "
+            "in both orders, by the judge stage's rule: the winner both orders agree on, else a tie "
+            "(ties: at least one order tied; inconsistent: opposite winners, also a tie); "
+            "win_rate_a = (wins_a + (ties + inconsistent)/2) / n with a Wilson CI."
+        ),
+        schema=_schema(
+            ("judge", pa.string(), False),
+            ("prompt_version", pa.string(), True),
+            ("model_a", pa.string(), False),
+            ("model_b", pa.string(), False),
+            ("base_model", pa.string(), True),
+            ("data_config", pa.string(), True),
+            ("n", pa.int64(), False),
+            ("wins_a", pa.int64(), False),
+            ("wins_b", pa.int64(), False),
+            ("ties", pa.int64(), False),
+            ("inconsistent", pa.int64(), False),
+            ("win_rate_a", pa.float64(), True),
+            ("ci_low", pa.float64(), True),
+            ("ci_high", pa.float64(), True),
+        ),
+    )
+)
+
 # ---------------------------------------------------------------------------------------------
 # Documentation: docs/architecture.md embeds this rendering (a test keeps the two in step).
 # ---------------------------------------------------------------------------------------------

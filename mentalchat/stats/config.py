@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from mentalchat.config import StrictModel
 from mentalchat.core.model_names import ModelMapConfig
+from mentalchat.core.rubric import ALL_SCORE_NAMES, MEAN_OF_7, OVERALL
 
 __all__ = ["StatsConfig"]
 
@@ -36,5 +37,22 @@ class StatsConfig(StrictModel):
         default_factory=ModelMapConfig,
         description="name → (base, configuration) for rows that lack them (defaults: the paper's)",
     )
+    mixed_effects: bool = Field(True, description="fit the mixed-effects gains model (statsmodels MixedLM)")
+    mixed_effects_metrics: list[str] = Field(
+        default_factory=lambda: list(ALL_SCORE_NAMES),
+        description="score names the mixed-effects model is fitted for (one fit per judge and name)",
+    )
+    length_control_metrics: list[str] = Field(
+        default_factory=lambda: [MEAN_OF_7, OVERALL],
+        description="score names of the length-controlled analysis (needs answers)",
+    )
     figures: bool = True
     report_title: str = "MentalChat16K evaluation"
+
+    @field_validator("mixed_effects_metrics", "length_control_metrics")
+    @classmethod
+    def _known_scores(cls, names: list[str]) -> list[str]:
+        unknown = [n for n in names if n not in ALL_SCORE_NAMES]
+        if unknown:
+            raise ValueError(f"unknown score names {unknown}; expected some of {list(ALL_SCORE_NAMES)}")
+        return names

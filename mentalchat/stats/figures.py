@@ -20,14 +20,18 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from mentalchat.core.rubric import MEAN_OF_7, METRICS, OVERALL  # noqa: E402
+from mentalchat.stats.controls import CHECKS  # noqa: E402
 
 __all__ = [
     "agreement_heatmap",
     "dataset_composition",
     "evaluator_scores",
     "gains_forest",
+    "length_control_chart",
     "length_distributions",
     "model_comparison",
+    "reliability_chart",
+    "safety_chart",
     "topic_distribution",
 ]
 
@@ -260,5 +264,114 @@ def length_distributions(lengths: dict[str, dict[str, np.ndarray]], path: Path) 
         ax.set_ylabel("pairs")
         ax.legend(fontsize=8)
         ax.set_title(f"{field.capitalize()} length")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+_CHECK_AXES = {"empty_answer": "mean score given to an empty answer",
+               "length_bias": "score change with filler appended",
+               "self_consistency": "mean |difference| between two gradings",
+               "position_bias": "share of pairs whose verdict flips"}
+_STATUS_COLORS = {"passed": "#2ca02c", "FAILED": "#d62728"}
+
+
+@_figure
+def reliability_chart(controls: pd.DataFrame, path: Path) -> Path | None:
+    """One panel per control: each judge's value (overall score), the threshold that fails it,
+    red when it failed; a control that was not run says so in its panel."""
+    if controls.empty or (controls["status"] == "not run").all():
+        return None
+    judges = sorted(controls["judge"].unique())
+    fig, axes = plt.subplots(1, len(CHECKS), figsize=(4.2 * len(CHECKS), 0.45 * len(judges) + 2.2),
+                             squeeze=False)
+    for ax, (check, label) in zip(axes[0], CHECKS.items(), strict=True):
+        d = controls[(controls["check"] == check) & (controls["status"] != "not run")]
+        d = d.groupby("judge").agg(value=("value", "mean"), lo=("value_ci_low", "min"), hi=("value_ci_high", "max"),
+                                   failed=("flagged", "any"), threshold=("threshold", "first"))
+        y = np.arange(len(judges))
+        for i, judge in enumerate(judges):
+            if judge not in d.index or not np.isfinite(d.loc[judge, "value"]):
+                ax.text(0.02, i, "not run", va="center", fontsize=8, color="#777",
+                        transform=ax.get_yaxis_transform())
+                continue
+            r = d.loc[judge]
+            color = _STATUS_COLORS["FAILED" if r["failed"] else "passed"]
+            ax.barh(i, r["value"], color=color, height=0.6)
+            if np.isfinite(r["lo"]) and np.isfinite(r["hi"]):
+                ax.errorbar(r["value"], i, xerr=[[r["value"] - r["lo"]], [r["hi"] - r["value"]]], color="black",
+                            capsize=3, fmt="none")
+            ax.text(r["value"], i, " FAILED" if r["failed"] else " passed", va="center", fontsize=7)
+        thresholds = d["threshold"].dropna().unique()
+        for t in thresholds:
+            ax.axvline(t, color="black", linestyle="--", linewidth=0.8)
+        ax.set_yticks(y, [_wrap(j, 22) for j in judges], fontsize=7)
+        ax.invert_yaxis()
+        ax.set_xlabel(_CHECK_AXES[check], fontsize=8)
+        ax.set_title(label, fontsize=9)
+        ax.grid(axis="x", alpha=0.3)
+    fig.suptitle("Judge reliability controls (dashed: the threshold that fails a judge)")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+@_figure
+def safety_chart(safety: pd.DataFrame, configs: list[str], path: Path) -> Path | None:
+    """Crisis-probe escalation rate per model with Wilson 95% CIs, one panel per checker."""
+    df = safety[(safety["category"] == "all") & safety["rate"].notna()] if not safety.empty else safety
+    if df.empty:
+        return None
+    checkers = sorted(df["checker"].unique())
+    order = {c: i for i, c in enumerate(["base", *configs, "baseline"])}
+    models = df.drop_duplicates("model").assign(
+        _o=lambda d: d["data_config"].map(order).fillna(99), _b=lambda d: d["base_model"].fillna("~"))
+    models = models.sort_values(["_b", "_o", "model"])["model"].tolist()
+    fig, axes = plt.subplots(1, len(checkers), figsize=(5.5 * len(checkers), 0.3 * len(models) + 1.8),
+                             squeeze=False, sharey=True)
+    for ax, checker in zip(axes[0], checkers, strict=True):
+        d = df[df["checker"] == checker].set_index("model")
+        for y, model in enumerate(models):
+            if model not in d.index:
+                continue
+            r = d.loc[model]
+            ax.barh(y, r["rate"], color=_color(r["data_config"], y), height=0.6)
+            ax.errorbar(r["rate"], y, xerr=[[r["rate"] - r["ci_low"]], [r["ci_high"] - r["rate"]]],
+                        color="black", capsize=2, fmt="none")
+        ax.set_yticks(range(len(models)), [_wrap(m, 30) for m in models], fontsize=7)
+        ax.invert_yaxis()
+        ax.set_xlim(0, 1)
+        ax.set_xlabel("share of crisis probes answered with escalation")
+        ax.set_title(f"checker: {checker}", fontsize=9)
+        ax.grid(axis="x", alpha=0.3)
+    fig.suptitle("Crisis safety: escalation rate per model (Wilson 95% CI)")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+@_figure
+def length_control_chart(lc: pd.DataFrame, path: Path, metric: str = MEAN_OF_7) -> Path | None:
+    """Raw against length-controlled means per model (arrows), one panel per judge."""
+    df = lc[lc["metric"] == metric] if not lc.empty else lc
+    if df.empty:
+        return None
+    judges = sorted(df["judge"].unique())
+    models = sorted(df["model"].unique())
+    fig, axes = plt.subplots(1, len(judges), figsize=(6 * len(judges), 0.28 * len(models) + 1.8),
+                             squeeze=False, sharey=True)
+    for ax, judge in zip(axes[0], judges, strict=True):
+        d = df[df["judge"] == judge].set_index("model")
+        for y, model in enumerate(models):
+            if model not in d.index:
+                continue
+            r = d.loc[model]
+            ax.plot([r["raw_mean"]], [y], "o", color="#9e9e9e", markersize=4)
+            ax.annotate("", xy=(r["lc_mean"], y), xytext=(r["raw_mean"], y),
+                        arrowprops={"arrowstyle": "->", "color": _color(r["data_config"], y)})
+        slope = d["slope_per_100_words"].iloc[0]
+        ax.set_yticks(range(len(models)), [_wrap(m, 30) for m in models], fontsize=7)
+        ax.invert_yaxis()
+        ax.set_xlabel(f"{metric}: raw mean (dot) → length-controlled mean (arrow)")
+        ax.set_title(f"{judge}: {slope:+.2f} per 100 words", fontsize=9)
+        ax.grid(axis="x", alpha=0.3)
+    fig.suptitle("Length-controlled scores")
     fig.tight_layout()
     return _save(fig, path)

@@ -65,7 +65,7 @@ def _fit(df: pd.DataFrame, level: float) -> tuple[pd.DataFrame | None, dict, lis
         formula += " + C(base_model)"
     # L-BFGS can stop at a false boundary optimum (measured on the authors' judgments: question
     # variance 0, intercept 0) while BFGS finds the interior one, so BFGS goes first and the
-    # others are tried only when it fails or warns; the highest REML likelihood wins.
+    # others are tried only when it fails or does not converge; the best converged fit wins.
     tried: list[tuple[float, bool, object, list]] = []
     for method in OPTIMIZERS:
         with warnings.catch_warnings(record=True) as caught:
@@ -77,7 +77,7 @@ def _fit(df: pd.DataFrame, level: float) -> tuple[pd.DataFrame | None, dict, lis
                 continue
             llf = float(res.llf) if np.isfinite(res.llf) else -np.inf  # computed lazily: may warn
         tried.append((llf, bool(res.converged), res, list(caught)))
-        if res.converged and not caught:
+        if res.converged:
             break
     if not tried:
         return None, facts, notes

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from mentalchat.core.rubric import MEAN_OF_7, METRICS, OVERALL
+from mentalchat.stats.controls import CHECKS
 
 __all__ = ["Document", "build_report", "headline"]
 
@@ -138,6 +139,12 @@ def _inline_html(text: str) -> str:
     return "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
 
 
+def _ci_cols(df: pd.DataFrame, col: str, digits: int = 2) -> list[str]:
+    """``col`` with its ``_ci_low``/``_ci_high`` columns as "x [lo, hi]" strings."""
+    return [_ci(a, b, c, digits) for a, b, c in zip(df[col], df[f"{col}_ci_low"], df[f"{col}_ci_high"],
+                                                    strict=True)]
+
+
 def _ci(mean: float, lo: float, hi: float, digits: int = 2) -> str:
     if mean is None or not np.isfinite(mean):
         return "–"
@@ -250,10 +257,17 @@ def build_report(
     notes: list[str],
     unmapped: list[str],
     method: dict[str, Any],
+    present: dict[str, bool] | None = None,
 ) -> tuple[Path, Path]:
-    """Write ``report.md`` and ``report.html`` into ``out_dir``; returns their paths."""
+    """Write ``report.md`` and ``report.html`` into ``out_dir``; returns their paths.
+
+    ``present`` says which of the judge stage's control tables (reliability, crisis, pairwise)
+    and the answers the run had, so that a section without data says the control was not run.
+    """
     means, gains, wins = tables["means"], tables["gains"], tables["wins"]
     agreement, coverage = tables["agreement"], tables["coverage"]
+    present = present or {}
+    empty = pd.DataFrame()
     doc = Document(title)
     judges = sorted(means["judge"].unique())
     n_models = means["model"].nunique()
@@ -309,6 +323,9 @@ def build_report(
               "appear in means and agreement but not in gains or wins): "
               + ", ".join(f"`{u}`" for u in unmapped) + ".")
 
+    _reliability_section(doc, tables.get("judge_controls", empty), tables.get("pairwise_wins", empty),
+                         figures, present)
+
     doc.h("Mean scores")
     m7 = means[means["metric"] == MEAN_OF_7].copy()
     if not m7.empty:
@@ -335,6 +352,8 @@ def build_report(
         doc.table(t.reset_index(), "Mean score per metric, averaged over the models of each "
                                    "configuration (means table).")
 
+    _safety_section(doc, tables.get("safety", empty), means, configs, figures, present)
+
     doc.h("Gains over the base model")
     if gains.empty:
         doc.p("No fine-tuned model could be paired with its untuned base model.")
@@ -354,6 +373,9 @@ def build_report(
             .reindex([*METRICS, OVERALL])
         gm.columns = [f"{j} · {c}" for j, c in gm.columns]
         doc.table(gm.reset_index(), "Average gain per metric over base models (gains table).")
+
+    _mixed_section(doc, tables.get("mixed_effects", empty), gains, configs)
+    _length_section(doc, tables.get("length_control", empty), configs, figures, present)
 
     doc.h("Which configuration wins")
     if wins.empty:
@@ -381,14 +403,30 @@ def build_report(
             strict=True)]
         pairs["ICC(A,1) [CI]"] = [_ci(a, b, c) for a, b, c in zip(
             pairs["icc"], pairs["icc_ci_low"], pairs["icc_ci_high"], strict=True)]
-        doc.table(pairs[["evaluator_a", "evaluator_b", "metric", "n_items", "kappa [CI]",
-                         "linear [CI]", "quadratic [CI]", "alpha_ordinal", "spearman",
-                         "ICC(A,1) [CI]", "exact_agreement", "mean_diff"]],
-                  "Pairwise agreement on shared items; mean_diff = a − b (agreement table).")
-        allr = agreement[agreement["scope"] == "all"]
-        doc.table(allr[["n_evaluators", "metric", "n_items", "fleiss_kappa", "alpha_ordinal"]],
+        for col, label in (("alpha_ordinal", "alpha [CI]"), ("spearman", "Spearman [CI]"),
+                           ("exact_agreement", "exact [CI]"), ("mean_diff", "mean_diff [CI]")):
+            pairs[label] = _ci_cols(pairs, col)
+        cols = ["evaluator_a", "evaluator_b", "metric", "n_items", "kappa [CI]", "linear [CI]",
+                "quadratic [CI]", "alpha [CI]", "Spearman [CI]", "ICC(A,1) [CI]", "exact [CI]",
+                "mean_diff [CI]"]
+        judge_pairs = pairs[pairs["pair_kind"].fillna("judge-judge") == "judge-judge"]
+        doc.table(judge_pairs[cols],
+                  "Pairwise agreement on shared items, 95% bootstrap CIs over questions (ICC: "
+                  "F-based); alpha = Krippendorff's ordinal alpha; mean_diff = a − b (agreement table).")
+        human = pairs[pairs["pair_kind"].isin(["judge-human", "human-human"])]
+        if not human.empty:
+            doc.h("Judges against human raters", 3)
+            human = human.assign(**{"ICC(C,1) [CI]": _ci_cols(human, "icc_consistency"),
+                                    "mean |diff| [CI]": _ci_cols(human, "mean_abs_diff")})
+            doc.table(human[["pair_kind", *cols, "ICC(C,1) [CI]", "mean |diff| [CI]"]],
+                      "Agreement of each judge with each human rater (and between raters), every "
+                      "statistic with its 95% CI (agreement table, pair_kind).")
+        allr = agreement[agreement["scope"] == "all"].copy()
+        allr["fleiss [CI]"] = _ci_cols(allr, "fleiss_kappa")
+        allr["alpha [CI]"] = _ci_cols(allr, "alpha_ordinal")
+        doc.table(allr[["n_evaluators", "metric", "n_items", "fleiss [CI]", "alpha [CI]"]],
                   "All evaluators: Fleiss' kappa (items scored by all) and Krippendorff's alpha "
-                  "(items scored at least twice) (agreement table).")
+                  "(items scored at least twice), bootstrap CIs (agreement table).")
 
     doc.h("Figures")
     captions = {
@@ -396,6 +434,7 @@ def build_report(
         "model_comparison": "Model comparison across configurations (means table).",
         "gains": "Gains with paired bootstrap CIs (gains table).",
         "agreement": "Agreement heatmap (agreement table).",
+        "length_control": "Raw and length-controlled mean_of_7 per model (length_control table).",
         "dataset_composition": "Dataset composition (dataset_profile table).",
         "topics": "Topic distribution (dataset_profile table).",
         "lengths": "Input and output length distributions (dataset).",
@@ -421,8 +460,188 @@ def build_report(
         doc.h("Notes")
         doc.bullets(notes)
 
+    if present:
+        doc.h("Inputs of the controls", 3)
+        doc.bullets([f"{name}: {'read' if ok else 'absent'}" for name, ok in present.items()])
+
     md_path = out_dir / "report.md"
     html_path = out_dir / "report.html"
     md_path.write_text(doc.to_markdown(out_dir), encoding="utf-8")
     html_path.write_text(doc.to_html(), encoding="utf-8")
     return md_path, html_path
+
+
+# ---------------------------------------------------------------------------------------------
+# Sections on the judge controls, safety, the mixed model and length control
+# ---------------------------------------------------------------------------------------------
+def _reliability_section(doc: Document, controls: pd.DataFrame, pairwise_wins: pd.DataFrame,
+                         figures: dict[str, Path | None], present: dict[str, bool]) -> None:
+    doc.h("Judge reliability")
+    doc.p("Controls of each LLM judge: an empty answer should score 1 (empty answer); appending "
+          "content-free filler should not raise the score (padded answer); grading the same answer "
+          "twice should give the same score (repeat consistency); swapping the order of two answers "
+          "should not change a pairwise verdict (position bias). Values are for the overall "
+          "score; a judge FAILS a control when any metric is flagged against the threshold.")
+    if not present.get("reliability"):
+        doc.p("The judge stage's reliability controls were not run: no `reliability` table among the "
+              "inputs (pass the judge folder with `--judge-dir`; the judge stage writes it with "
+              "`judge.reliability.enabled`).")
+    if not present.get("pairwise"):
+        doc.p("Position bias was not measured: no `pairwise` table among the inputs (pairwise "
+              "judging is a judge-stage option).")
+    if controls.empty:
+        doc.p("No LLM judge among the evaluators: no controls to report.")
+        return
+    c = controls.copy()
+    c["control"] = c["check"].map(CHECKS).fillna(c["check"])
+    c["value [CI]"] = _ci_cols(c, "value")
+    c["rate [CI]"] = _ci_cols(c, "rate")
+    c["metrics flagged"] = [f"{a}/{b}" if b else "–" for a, b in zip(c["metrics_flagged"], c["n_metrics"], strict=True)]
+    doc.table(c[["judge", "prompt_version", "control", "status", "value [CI]", "rate [CI]", "n", "n_failed",
+                 "metrics flagged", "threshold", "source", "detail"]],
+              "Judge controls (judge_controls table): empty answer value = mean score of an empty "
+              "answer, rate = share above the threshold; padded answer value = mean score change, "
+              "rate = share that rose; repeat consistency value = mean |difference|, rate = exact "
+              "agreement; position bias value = flip rate, rate = share of decisive verdicts for the "
+              "first position (0.5 = none). Wilson 95% CIs on proportions.")
+    failed = c[c["status"] == "FAILED"]
+    if failed.empty:
+        ran = c[c["status"] != "not run"]
+        doc.p("No judge failed a control that was run." if not ran.empty else "No control was run.")
+    else:
+        for judge, d in failed.groupby("judge"):
+            doc.p(f"**FAILED**: `{judge}` fails the " + ", ".join(
+                f"{r.control} control" + (f" (flagged on {r.detail})" if r.detail else "")
+                for r in d.itertuples()) + "; read its scores with that in mind.")
+    skipped = c[c["status"] == "not run"]
+    if not skipped.empty:
+        doc.bullets([f"not run: {control} for " + ", ".join(f"`{j}`" for j in d["judge"]) + f" ({why})"
+                     for (control, why), d in skipped.groupby(["control", "detail"], sort=False)])
+    if not pairwise_wins.empty:
+        w = pairwise_wins.copy()
+        w["win rate of a [CI]"] = [_ci(a, b, c) for a, b, c in zip(w["win_rate_a"], w["ci_low"], w["ci_high"],
+                                                                   strict=True)]
+        doc.table(w[["judge", "prompt_version", "model_a", "model_b", "data_config", "n", "wins_a", "wins_b",
+                     "ties", "inconsistent", "win rate of a [CI]"]],
+                  "Pairwise verdicts over both orders (pairwise_wins table): a win needs both orders; "
+                  "ties count half in the win rate.")
+    doc.image(figures.get("reliability"), "Judge reliability controls (judge_controls table).")
+
+
+def _safety_section(doc: Document, safety: pd.DataFrame, means: pd.DataFrame, configs: list[str],
+                    figures: dict[str, Path | None], present: dict[str, bool]) -> None:
+    doc.h("Safety")
+    if not present.get("crisis"):
+        doc.p("The crisis-probe safety check was not run: no `crisis` table among the inputs. The "
+              "judge stage writes one when the answers include the crisis probes "
+              "(`generate.crisis_probes`, `judge.crisis.enabled`); answers to the benchmark "
+              "questions alone, such as the authors' FastChat files, carry no crisis probes.")
+        return
+    if safety.empty:
+        doc.p("The crisis table holds no checks.")
+        return
+    overall = safety[safety["category"] == "all"].copy()
+    overall["cell"] = [f"{_ci(r, lo, hi)} ({k}/{n})" for r, lo, hi, k, n in zip(
+        overall["rate"], overall["ci_low"], overall["ci_high"], overall["n_escalated"], overall["n_checked"],
+        strict=True)]
+    keys = ["base_model", "data_config", "model"]
+    overall[["base_model", "data_config"]] = overall[["base_model", "data_config"]].fillna("–")
+    t = overall.pivot_table(index=keys, columns="checker", values="cell", aggfunc="first")
+    t.columns = [f"escalation · {c}" for c in t.columns]
+    m7 = means[means["metric"] == MEAN_OF_7].assign(
+        base_model=lambda d: d["base_model"].fillna("–"), data_config=lambda d: d["data_config"].fillna("–"))
+    m7 = m7.pivot_table(index=keys, columns="judge", values="mean", aggfunc="first")
+    m7.columns = [f"mean_of_7 · {c}" for c in m7.columns]
+    t = t.join(m7, how="left").reset_index()
+    order = {c: i for i, c in enumerate(["base", *configs, "baseline"])}
+    t = t.assign(_o=t["data_config"].map(order).fillna(99)).sort_values(["base_model", "_o", "model"]) \
+        .drop(columns="_o")
+    doc.table(t, "Crisis probes answered with appropriate escalation (urging immediate help: "
+                 "emergency services, a crisis line, someone now) per model and checker, Wilson 95% CI "
+                 "(escalated/checked), beside the model's mean_of_7 per judge (safety and means tables).")
+    cats = safety[safety["category"] != "all"]
+    if not cats.empty:
+        ct = cats.assign(cell=[f"{_ci(r, lo, hi)}" for r, lo, hi in zip(cats["rate"], cats["ci_low"],
+                                                                          cats["ci_high"], strict=True)])
+        ct = ct.pivot_table(index=["checker", "model"], columns="category", values="cell", aggfunc="first")
+        doc.table(ct.reset_index(), "Escalation rate per crisis category (safety table).")
+    failed = int(safety.loc[safety["category"] == "all", "n_failed"].sum())
+    if failed:
+        doc.p(f"{failed} checks gave no verdict (failed or unreadable judge calls); they are left out "
+              "of the rates and counted in n_failed.")
+    doc.image(figures.get("safety"), "Crisis safety per model (safety table).")
+
+
+def _mixed_section(doc: Document, mixed: pd.DataFrame, gains: pd.DataFrame, configs: list[str]) -> None:
+    doc.h("Mixed-effects model")
+    doc.p("Beside the paired tests: one linear mixed model per judge and score name over all base "
+          "models, `score ~ C(data_config, Treatment('base')) + C(base_model) + (1 | question_id)` "
+          "(statsmodels MixedLM, REML). A configuration's estimate is its average gain over the "
+          "untuned models, with a Wald 95% CI and p-value (not corrected for multiple comparisons).")
+    if mixed.empty:
+        doc.p("Not fitted: no judge scored both untuned and fine-tuned models (or `stats.mixed_effects` "
+              "is off).")
+        return
+    m = mixed[mixed["metric"].isin([MEAN_OF_7, OVERALL])].copy()
+    m["estimate [CI]"] = [_ci(a, b, c) for a, b, c in zip(m["estimate"], m["ci_lo"], m["ci_hi"], strict=True)]
+    if not gains.empty:
+        paired = gains.groupby(["judge", "metric", "data_config"]).agg(
+            paired_mean_diff=("diff", "mean"), paired_significant=("significant", lambda s: int(s.fillna(False).sum())),
+            paired_tests=("diff", "size")).reset_index()
+        m = m.merge(paired, on=["judge", "metric", "data_config"], how="left")
+        m["paired: significant"] = [f"{a}/{b}" if b == b else "–" for a, b in zip(
+            m["paired_significant"], m["paired_tests"], strict=True)]
+    else:
+        m["paired_mean_diff"], m["paired: significant"] = np.nan, "–"
+    order = {c: i for i, c in enumerate(configs)}
+    m = m.assign(_o=m["data_config"].map(order)).sort_values(["judge", "metric", "_o"]).drop(columns="_o")
+    doc.table(m[["judge", "metric", "data_config", "estimate [CI]", "p_value", "paired_mean_diff",
+                 "paired: significant", "n_obs", "n_questions", "converged"]],
+              "Configuration effect from the mixed model next to the paired comparisons: "
+              "paired_mean_diff = mean over base models of fine-tuned − base (gains table), "
+              "significant = paired Wilcoxon tests significant after correction (mixed_effects and "
+              "gains tables).")
+    per = mixed[mixed["metric"].isin([*METRICS, OVERALL])]
+    if not per.empty:
+        t = per.pivot_table(index="metric", columns=["judge", "data_config"], values="estimate",
+                            aggfunc="first").reindex([*METRICS, OVERALL])
+        t.columns = [f"{j} · {c}" for j, c in t.columns]
+        doc.table(t.reset_index(), "Mixed-model configuration effects per metric (mixed_effects table).")
+    noted = mixed[mixed["note"].notna()].drop_duplicates(["judge", "metric"])
+    if not noted.empty:
+        doc.bullets([f"`{r.judge}` · {r.metric}: {r.note}" for r in noted.itertuples()])
+
+
+def _length_section(doc: Document, lc: pd.DataFrame, configs: list[str], figures: dict[str, Path | None],
+                    present: dict[str, bool]) -> None:
+    doc.h("Length control")
+    doc.p("Do judges reward length? Per judge and score, the score is regressed on the model and "
+          "the answer's length in words (AlpacaEval-LC-style, for single grades): the slope is the "
+          "change per 100 more words within a model, and each model's length-controlled mean is its "
+          "predicted score at the mean length of all answers.")
+    if not present.get("answers"):
+        doc.p("Not run: no answers among the inputs, so answer lengths are unknown (pass `--answers` "
+              "with the generate stage's answers.parquet or FastChat model_answer files; a "
+              "`--fastchat` folder's own model_answer/ is read automatically).")
+        return
+    if lc.empty:
+        doc.p("Not run: the answers matched no scored (question, model) item, or all answers were equally long.")
+        return
+    slopes = lc.drop_duplicates(["judge", "metric"]).copy()
+    slopes["slope per 100 words [CI]"] = [_ci(a, b, c) for a, b, c in zip(
+        slopes["slope_per_100_words"], slopes["slope_ci_low"], slopes["slope_ci_high"], strict=True)]
+    doc.table(slopes[["judge", "metric", "slope per 100 words [CI]", "slope_se", "slope_p_value", "ref_words",
+                      "sd_words", "n_obs", "n_questions"]],
+              "Length slope per judge: score points per 100 more words, 95% bootstrap CI over "
+              "questions; SE and p-value cluster-robust by question (length_control table).")
+    m7 = lc[lc["metric"] == (MEAN_OF_7 if (lc["metric"] == MEAN_OF_7).any() else lc["metric"].iloc[0])].copy()
+    m7["lc_mean [CI]"] = [_ci(a, b, c) for a, b, c in zip(m7["lc_mean"], m7["lc_ci_low"], m7["lc_ci_high"],
+                                                          strict=True)]
+    m7["change"] = m7["lc_mean"] - m7["raw_mean"]
+    m7["data_config"] = m7["data_config"].fillna("(unmapped)")
+    order = {c: i for i, c in enumerate(["base", *configs, "baseline"])}
+    m7 = m7.assign(_o=m7["data_config"].map(order).fillna(99), _b=m7["base_model"].fillna("~")) \
+        .sort_values(["judge", "_b", "_o", "model"])
+    doc.table(m7[["judge", "model", "data_config", "mean_words", "raw_mean", "lc_mean [CI]", "change"]],
+              f"{m7['metric'].iloc[0]}: raw mean and length-controlled mean per model and judge "
+              "(length_control table).")

@@ -19,7 +19,8 @@ from mentalchat.stats.run import run_stats
 from mentalchat.testing.judgments import synthetic_judgments
 
 REPO = Path(__file__).resolve().parents[2]
-TABLE_NAMES = ["means", "gains", "wins", "agreement", "coverage"]
+TABLE_NAMES = ["means", "gains", "wins", "agreement", "coverage", "mixed_effects", "length_control", "safety",
+               "judge_controls", "pairwise_wins"]
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +55,9 @@ def test_run_writes_every_table_figure_and_report(inputs: dict[str, Path], tmp_p
                     dataset=inputs["dataset"])
     for name in [*TABLE_NAMES, "dataset_profile"]:
         table = read_table(out / f"{name}.parquet", name)
-        assert table.column_names == TABLES[name].columns and table.num_rows > 0
+        assert table.column_names == TABLES[name].columns
+        # without a judge folder and answers these stay empty (the report says why)
+        assert (table.num_rows > 0) == (name not in {"length_control", "safety", "pairwise_wins"}), name
     prof = read_table(out / "dataset_profile.parquet", "dataset_profile").to_pandas()
     counts = prof[prof["facet"] == "source"].set_index("key")["value"].to_dict()
     assert counts == {"interview": 14.0, "synthetic": 26.0}
@@ -69,14 +72,22 @@ def test_run_writes_every_table_figure_and_report(inputs: dict[str, Path], tmp_p
     assert len(pairs.groupby(["evaluator_a", "evaluator_b"])) == 3  # two judges and a human
     human_pair = pairs[(pairs["evaluator_a"] == "human:ann") & (pairs["metric"] == METRICS[0])]  # sorted names
     assert 50 < human_pair["n_items"].iloc[0] <= 60  # 30 questions × 2 models, some unscored by the judge
+    for stat in ("kappa", "kappa_quadratic", "alpha_ordinal", "spearman", "icc", "exact_agreement", "mean_diff"):
+        assert human_pair[f"{stat}_ci_low"].notna().all() and human_pair[f"{stat}_ci_high"].notna().all(), stat
+    assert set(human_pair["pair_kind"]) == {"judge-human"}
     assert res.unmapped == [] and res.report_md.is_file()
     assert {p.name for p in (out / "figures").glob("*.png")} == {
         "evaluator_scores.png", "model_comparison.png", "gains.png", "agreement.png",
         "dataset_composition.png", "topics.png", "lengths.png"}
     md = res.report_md.read_text()
     for heading in ("## Headline", "## Coverage", "## Mean scores", "## Gains over the base model",
-                    "## Which configuration wins", "## Agreement between evaluators", "## Dataset"):
+                    "## Which configuration wins", "## Agreement between evaluators", "## Dataset",
+                    "## Judge reliability", "## Safety", "## Mixed-effects model", "## Length control",
+                    "### Judges against human raters"):
         assert heading in md
+    # no judge folder, no answers: each control says it was not run (never silently missing)
+    assert "reliability controls were not run" in md and "Position bias was not measured" in md
+    assert "safety check was not run" in md and "Not run: no answers among the inputs" in md
     html = res.report_html.read_text()
     assert html.count("data:image/png;base64,") == 7
     assert not re.search(r'src="(?!data:)', html)  # self-contained: no external files
@@ -150,3 +161,86 @@ def test_reproduction_on_the_authors_files(shared_data: Path, tmp_path: Path) ->
     assert agr["kappa_quadratic"].dropna().between(0, 1).all()
     marker = json.loads((out / "_MENTALCHAT_DONE.json").read_text())
     assert marker["unmapped"] == []
+    # the controls the authors' files allow: lengths from model_answer/, empty answers as judged
+    assert marker["controls_inputs"] == {"reliability": False, "crisis": False, "pairwise": False, "answers": True}
+    lc = read_table(out / "length_control.parquet", "length_control").to_pandas()
+    assert lc.groupby(["judge", "metric"])["model"].nunique().eq(31).all()
+    assert (lc.drop_duplicates(["judge", "metric"])["slope_per_100_words"] < 0).all()  # measured: about -0.1
+    controls = read_table(out / "judge_controls.parquet", "judge_controls").to_pandas().set_index(["judge", "check"])
+    gpt = controls.loc[("gpt-4-1106-preview", "empty_answer")]
+    assert gpt["status"] == "passed" and gpt["n"] == 3 and gpt["value"] == 1.0  # "It's", "ether." etc.
+    assert controls.loc[("gemini-pro", "empty_answer"), "status"] == "not run"  # $ERROR$ on question 93
+    assert (controls.xs("position_bias", level="check")["status"] == "not run").all()
+    mixed = read_table(out / "mixed_effects.parquet", "mixed_effects").to_pandas()
+    m7 = mixed[mixed["metric"] == "mean_of_7"].set_index(["judge", "data_config"])["estimate"]
+    assert m7.loc[("gpt-4-1106-preview", "synthetic")] == pytest.approx(1.77, abs=0.02)
+    md = (out / "report.md").read_text()
+    for heading in ("## Judge reliability", "## Safety", "## Length control", "## Mixed-effects model"):
+        assert heading in md
+    assert "safety check was not run" in md and "reliability controls were not run" in md
+
+
+@pytest.fixture(scope="module")
+def judge_dir(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A judge stage folder (judgments, reliability, crisis, pairwise) and the answers table."""
+    import numpy as np
+    import pyarrow as pa
+
+    from mentalchat.schemas import ANSWERS, CRISIS, RELIABILITY
+
+    from .test_controls import pairwise_frame, reliability_frame
+    from .test_safety import crisis_frame
+
+    root = tmp_path_factory.mktemp("judge")
+    table = synthetic_judgments(40, bases=("b1", "b2"), seed=9)
+    write_table(table, root / "judgments.parquet", "judgments")
+    write_table(pa.Table.from_pandas(reliability_frame("judge-y", "judge-x"), schema=RELIABILITY.schema,
+                                     preserve_index=False), root / "reliability.parquet", "reliability")
+    crisis = crisis_frame()
+    crisis["model"] = crisis["model"].map({"m-synthetic": "b1-synthetic", "m": "b1"})
+    crisis["base_model"] = "b1"
+    write_table(pa.Table.from_pandas(crisis, schema=CRISIS.schema, preserve_index=False),
+                root / "crisis.parquet", "crisis")
+    pw = pairwise_frame(judge="judge-x")
+    for col in ("model_a", "model_b", "winner"):
+        pw[col] = pw[col].map({"m-tuned": "b1-synthetic", "m-base": "b1", "tie": "tie", None: None})
+    pw.to_parquet(root / "pairwise.parquet")
+    rng = np.random.default_rng(2)
+    models = sorted(set(table.column("model").to_pylist()))
+    answers = [{"question_id": str(q), "model_id": m, "answer": "word " * int(rng.integers(20, 200))}
+               for q in range(1, 41) for m in models]
+    ans = write_table(ANSWERS.from_rows(answers), root.parent / "answers.parquet", "answers")
+    return {"judge_dir": root, "answers": ans}
+
+
+def test_judge_folder_fills_reliability_safety_and_length_sections(judge_dir: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "stats"
+    res = run_stats(StatsConfig(bootstrap=100), out, judge_dirs=[judge_dir["judge_dir"]],
+                    answers=[judge_dir["answers"]])
+    tables = {n: read_table(out / f"{n}.parquet", n).to_pandas() for n in TABLE_NAMES}
+    assert all(not tables[n].empty for n in TABLE_NAMES)
+    controls = tables["judge_controls"].set_index(["judge", "check"])
+    assert controls.loc[("judge-y", "empty_answer"), "status"] == "FAILED"
+    assert controls.loc[("judge-x", "position_bias"), "status"] == "FAILED"  # 4 of 10 pairs flip
+    assert controls.loc[("judge-y", "position_bias"), "status"] == "not run"
+    safety = tables["safety"]
+    assert set(safety["checker"]) == {"rule", "judge-x"} and set(safety["model"]) == {"b1", "b1-synthetic"}
+    lc = tables["length_control"]
+    assert set(lc["judge"]) == {"judge-x", "judge-y"} and set(lc["metric"]) == {"mean_of_7", "overall"}
+    assert lc["slope_ci_low"].notna().all()
+    mixed = tables["mixed_effects"]
+    assert len(mixed) == 2 * 9 * 3 and mixed["estimate"].notna().all()
+    md = res.report_md.read_text()
+    assert "**FAILED**: `judge-y` fails the empty answer control" in md
+    assert "**FAILED**: `judge-x` fails the position bias control" in md
+    assert "escalation · rule" in md and "mean_of_7 · judge-x" in md  # safety next to the metrics
+    assert "not run: position bias for `judge-y`" in md
+    assert "not run" not in md.split("## Length control")[1].split("##")[0]
+    assert {"reliability.png", "safety.png", "length_control.png"} <= {p.name for p in (out / "figures").glob("*.png")}
+    marker = read_done_marker(out)
+    assert marker["controls_inputs"] == {"reliability": True, "crisis": True, "pairwise": True, "answers": True}
+    proc = _cli("--config", "configs/paper.yaml", "--judge-dir", str(judge_dir["judge_dir"]),
+                "--answers", str(judge_dir["answers"]),
+                "--output", str(tmp_path / "cli"), "bootstrap=20", "figures=false", "mixed_effects=false")
+    assert proc.returncode == 0, proc.stderr
+    assert "FAILED" in (tmp_path / "cli" / "report.md").read_text()
