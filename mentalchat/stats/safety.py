@@ -29,7 +29,7 @@ def wilson(k: np.ndarray | float, n: np.ndarray | float, level: float) -> tuple[
     if ok.any():
         lo_ok, hi_ok = proportion_confint(np.broadcast_to(k, lo.shape)[ok], np.broadcast_to(n, lo.shape)[ok],
                                           alpha=1.0 - level, method="wilson")
-        lo[ok], hi[ok] = lo_ok, hi_ok
+        lo[ok], hi[ok] = np.clip(lo_ok, 0.0, 1.0), np.clip(hi_ok, 0.0, 1.0)
     return lo, hi
 
 

@@ -244,3 +244,25 @@ def test_judge_folder_fills_reliability_safety_and_length_sections(judge_dir: di
                 "--output", str(tmp_path / "cli"), "bootstrap=20", "figures=false", "mixed_effects=false")
     assert proc.returncode == 0, proc.stderr
     assert "FAILED" in (tmp_path / "cli" / "report.md").read_text()
+
+
+def test_pipeline_hands_the_judge_folder_and_answers_to_stats(judge_dir: dict[str, Path], tmp_path: Path) -> None:
+    """What ``run_pipeline`` does at stage 5: the judge folder (with its control tables) and the
+    generate folder's answers reach the report, as in ``make quickstart``."""
+    import shutil
+    from types import SimpleNamespace
+
+    from mentalchat.stats.stage import StatsStage
+
+    answers_dir = tmp_path / "answers"
+    answers_dir.mkdir()
+    shutil.copy(judge_dir["answers"], answers_dir / "answers.parquet")
+    folders = {"judge": judge_dir["judge_dir"], "generate": answers_dir}
+    ctx = SimpleNamespace(
+        folder=tmp_path / "report", human=[], fastchat=[], runs=lambda s: s in folders,
+        folder_of=lambda s: folders.get(s, tmp_path / s), dataset_file=lambda: None)
+    facts = StatsStage().run(StatsConfig(bootstrap=20, figures=False, mixed_effects=False), ctx)
+    assert {"judge_controls", "safety", "length_control", "pairwise_wins"} <= set(facts["tables"])
+    md = Path(facts["report_md"]).read_text()
+    assert "**FAILED**: `judge-y`" in md and "escalation · rule" in md and "slope per 100 words" in md
+    assert read_done_marker(tmp_path / "report")["controls_inputs"]["answers"] is True
