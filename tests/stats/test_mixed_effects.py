@@ -85,3 +85,21 @@ def test_singular_and_failed_fits_give_notes_not_crashes() -> None:
            for c, name in (("base", "b1"), ("synthetic", "b1-synthetic"))]
     df = mixed_effects_table(build_cube([judgments(two)]), CONFIGS, metrics=[MEAN_OF_7])
     assert df["note"].iloc[0] == "fewer than 3 questions: not fitted" and np.isnan(df["estimate"].iloc[0])
+
+
+def test_closed_form_reml_equals_mixedlm_on_an_unbalanced_design() -> None:
+    """What large runs use instead of MixedLM gives MixedLM's numbers (rows dropped at random)."""
+    cube, _ = _cube(60, seed=5)
+    rng = np.random.default_rng(0)
+    drop = rng.random(cube.values.shape[:3]) < 0.15
+    cube.values[drop] = np.nan
+    with_statsmodels = mixed_effects_table(cube, CONFIGS, metrics=[MEAN_OF_7]).set_index("data_config")
+    closed = mixed_effects_table(cube, CONFIGS, metrics=[MEAN_OF_7], statsmodels_max_obs=0).set_index("data_config")
+    assert with_statsmodels["n_obs"].iloc[0] < 60 * 6 and closed["note"].str.contains("closed-form").all()
+    for col in ("estimate", "se", "ci_lo", "ci_hi"):
+        np.testing.assert_allclose(closed[col], with_statsmodels[col], rtol=1e-4, err_msg=col)
+    for col in ("group_var", "resid_var"):
+        np.testing.assert_allclose(closed[col], with_statsmodels[col], rtol=1e-3, err_msg=col)
+    flat, _ = _cube(20, seed=3, q_sd=0.0, center_noise=True)
+    closed = mixed_effects_table(flat, CONFIGS, metrics=[MEAN_OF_7], statsmodels_max_obs=0)
+    assert closed["note"].str.contains("singular fit").all() and closed["estimate"].notna().all()
