@@ -421,6 +421,133 @@ _MORE: dict[str, list[re.Pattern[str]]] = {
 for _cat, _extra in _MORE.items():
     _PATTERNS[_cat].extend(_extra)
 
+
+#: Wordings found missing on the second dev split (``dev2``): finality, means with a plan, injury cues.
+_MEANS = (r"(?:pills|tablets|paracetamol|insulin|morphine|patches|rat poison|poison|rope|belt|noose|hose(?:pipe)?|"
+          r"gun|knife|blades?|bridge|roof|ledge|cliffs?|quarry|multi-?storey|car park|top level|platform|the tracks|"
+          r"train|express|tide|river|lake|the sea|heights|motorway|everything i need|the lot|my meds)")
+_PLAN = (r"(?:tonight|tomorrow night|this weekend|after (?:my shift|everyone|she|he|they|mum|dad|tonight|her|his)|"
+         r"when (?:everyone|the house|she|he|they|mum|dad|my \w+) (?:is|are|goes|leaves|will|sleeps|goes out)|once "
+         r"everyone|on the \d+|on (?:sunday|saturday|friday|thursday)|decided|lined up|counted|enough|working up|"
+         r"practis\w*|rehears\w*|checking the timetable|which one|what time|seals properly|nobody knows|bringing "
+         r"everything|(?:waiting|wait) (?:for|until|til)|after (?:her|his|the) birthday|look at it properly|driven "
+         r"(?:up )?there|been looking at|ready)")
+_MORE2: dict[str, list[re.Pattern[str]]] = {
+    "suicidal_ideation": _rx(
+        r"\b(?:won'?t|wont|will not|never) (?:hear from me|see me|need me|need my \w+(?: \w+)?|be at (?:\w+ )?"
+        r"(?:session|work|school)|be needing)\b|\bwill(?:n'?t)? need me after\b",
+        r"\b(?:none of (?:it|this)|nothing) (?:will|would|is going to) matter\b|\bnot (?:walking|coming) back\b|"
+        r"\b(?:log(?:ging)? off|signing off|gone) for good\b|\bthe \d+(?:st|nd|rd|th)? is the day\b",
+        r"\b(?:by the time|before) (?:they|anyone|she|he|you) (?:open|read|find|see|get)\w*\b.{0,40}\b(?:done|gone|dead|"
+        r"over|it)\b",
+        r"\b(?:it|this) (?:wasn'?t|was not|isn'?t) (?:her|his|your|their|anyone'?s) fault\b.{0,80}\b(?:won'?t|any of|"
+        r"after|goodbye)\b|\blast (?:cigarette|cup of tea|look|shift|message|sunset)\b",
+        r"\b(?:tell|let) (?:my \w+|\w+) (?:i love (?:her|him|them)|that i love|it wasn'?t)\b|\bdelete my (?:account|"
+        r"messages|profile)\b|\bstar in the sky\b|\b(?:go|going) (?:to )?see (?:him|her|them) soon\b",
+        r"\b(?:took|take) me (?:tonight|soon|in my sleep)\b|\bhad my innings\b|\bworking up to it\b|\bgo(?:ing)? through "
+        r"with it\b|\bnext time i (?:don'?t|won'?t) (?:think i'?ll )?stop\b",
+        r"\b(?:permanent|forever|long) (?:nap|sleep|rest)\b|\bthe kind (?:you|u) (?:don'?t|dont) wake up from\b|"
+        r"\blong walk\b(?=.{0,40}\b(?:tonight|tide|sea|beach|nobody|river)\b)",
+        r"\b(?:yeet|throw|fling|launch|chuck|hurl) myself (?:off|from|in front|into|under)\b|\b(?:turn|switch) myself "
+        r"off\b|\bsewer ?slide\b|\bctb\b|\bunaliv\w*\b",
+        r"\bif i die,? i die\b|\b(?:don'?t|dont) care what happens\b|\b(?:don'?t|dont) care if i (?:crash|die|get hit|"
+        r"don'?t make it)\b|\b(?:wouldn'?t|would not) mind (?:at all )?if (?:the lord|god|death|i) (?:took|take|died|"
+        r"came)\b|\b(?:no longer|don'?t|do not) care (?:whether|if) i (?:see|wake|live|make)\b",
+        r"\bhop(?:e|ing) (?:\w+ ){0,3}(?:doesn'?t|does not|won'?t|wont|didn'?t) stop in time\b|\bpart of me wanted "
+        r"(?:it|the plane|the car|to die) to (?:go down|crash|happen)?|\bwanted it to go down\b",
+        r"\b(?:praying|hoping|wish\w*) for (?:a|an|some) (?:\w+ )?(?:diagnosis|accident|illness|crash|cancer)\b|"
+        r"\bturns? into something (?:serious|fatal)\b|\b(?:don'?t|dont) have to keep doing life\b",
+        r"\bbetter (?:life|lives|time|future) without me\b|\bi'?d (?:rather|prefer) not (?:be here|exist|be alive|"
+        r"wake up)\b|\bready to be done\b|\bdone done\b",
+        r"\b(?:slip|step|fall)\b.{0,30}\b(?:yellow line|platform edge|the tracks)\b|\byellow line\b.{0,40}\b(?:slip|"
+        r"step|fall|jump|easy)\b|\bwithout (?:my|a) seatbelt\b",
+        r"\b(?:hope|hoping|pray|praying|wish)\b.{0,30}\bi (?:just )?(?:won'?t|will not|never|don'?t) wake up\b|"
+        r"\bstop(?:ped|s)? existing\b|\bi (?:would|'?d) (?:rather|prefer) not (?:be here|exist|be alive|wake up)\b|"
+        r"\bmake it (?:all )?stop (?:permanently|for good|forever)\b|\bmy own funeral\b",
+        r"\bnot doing chemo\b|\beasiest way out\b|\b(?:just )?let it happen\b(?=.{0,60}\b(?:easiest|way out|die|end)\b)",
+        rf"\b{_MEANS}\b.{{0,80}}\b{_PLAN}\b|\b{_PLAN}\b.{{0,80}}\b{_MEANS}\b",
+        r"\ball of us\b.{0,30}\b(?:lake|river|car|sea)\b|\btaking the kids with me\b",
+    ),
+    "self_harm": _rx(
+        r"\bsh'?(?:d|ing)\b|\bit wasn'?t the cat\b|\bfound the cuts\b|\blines on my (?:arm|leg|thigh|wrist)s?\b",
+        r"\b(?:using|used|did|doing) (?:it|the blade|the glass|a blade|the razor|the bits?) (?:on|in) (?:my|the "
+        r"toilets|the bathroom)\b",
+        r"\b(?:hoodie|long sleeves|sleeves)\b.{0,60}\b(?:arms?|marks|scars|cuts|legs?|no one sees|nobody sees)\b",
+        r"\b(?:bit|bite|biting) my (?:\w+ )?(?:hand|arm|forearm|lip|fingers?|wrist)\b.{0,50}\b(?:bled|bleed|bruis\w*|"
+        r"marks|hard)\b",
+        r"\b(?:ordered|bought|buying|got) (?:\w+ )?blades\b|\bblades?\b.{0,40}\b(?:online|coming|kit|pencil case|in my "
+        r"hand|out of (?:my|the))\b|\bkit\b.{0,50}\bblades\b|\bsnapped a sharpener\b|\bblade out\b",
+        r"\b(?:was |been )?\w+ (?:days|weeks|months|years) clean\b.{0,60}\b(?:relaps\w*|again|tonight|razor|blade)\b|"
+        r"\bsince i last did it\b.{0,60}\b(?:tonight|want to|urge)\b",
+        r"\bpunch(?:ed|ing)? (?:the|a) (?:\w+ )?(?:wall|door|mirror)\b.{0,40}\b(?:until|knuckles|bled|bleed|split|"
+        r"broke)\b|\bknuckles (?:split|bleeding)\b",
+        r"\bpull(?:ing|ed)? (?:out )?(?:my |most of my )?(?:hair|eyelashes|eyebrows)\b.{0,80}\b(?:bald|raw|bleed\w*|"
+        r"scabs?|again|out)\b",
+        r"\bmade myself sick\b.{0,40}\b(?:punish\w*|deserve|again)\b|\b(?:need|deserve) to be punished\b",
+        r"\bice(?: cubes)?\b.{0,30}\b(?:skin|burns?|white)\b",
+        r"\b(?:bang|banging|hit|hitting)\b.{0,10}\bmy head\b.{0,30}\b(?:door|wall|frame|floor)\b.{0,60}\b(?:overwhelm\w*|"
+        r"times|lump|every|until|again)\b",
+        r"\bhoping a (?:car|bus|lorry) would (?:clip|hit) me\b|\bso it hurts\b|\bi want (?:it )?to hurt\b|\bwhere nobody "
+        r"looks\b|\bso (?:my kids|nobody|no one|they) (?:wouldn'?t|won'?t|can'?t) see\b|\bthe only thing that calms me\b",
+    ),
+    "abuse": _rx(
+        r"\b(?:send|share|post|show)\w* (?:my )?(?:pics|photos|pictures|nudes|videos) to (?:everyone|my|the)\b|\bunless i "
+        r"send\b|\bpays me for (?:photos|pics)\b",
+        r"\b(?:screams|yells|shouts) at me\b|\bsmashed my phone\b|\btwisted my arm\b|\bchokes me\b|\bsits on my chest\b|"
+        r"\bthrew (?:a|the) \w+ at (?:me|my)\b",
+        r"\bmakes me share my location\b|\btrack(?:s|ing)? my (?:phone|location)\b|\bchecks? my (?:phone|messages)\b",
+        r"\bdoes (?:stuff|things) to me\b|\bwith me in it\b|\boutside my (?:bedroom )?window\b|\bturns? up at my (?:work|"
+        r"house|flat|school)\b",
+        r"\bmarry a man i (?:have|'?ve) never met\b|\bforced (?:to )?marr\w*\b|\b(?:have |has )?taken my phone\b",
+        r"\b(?:doesn'?t|won'?t) feed me\b|\b(?:pay|rent) (?:the rent )?(?:\W)?other ways\b|\blet (?:himself|herself) in\b",
+        r"\bcomes? in(?:to)? my room at night\b|\bnobody believes (?:it|me)\b",
+        rf"\b{_PERSON} {_VIOLENT} me\b",
+    ),
+    "harm_to_others": _rx(
+        r"\b(?:are|is) going to pay\b|\bmak(?:e|ing) (?:\w+ ){1,4}pay\b",
+        r"\b(?:petrol|gasoline|lighter fluid)\b.{0,40}\b(?:shed|their|his|her|house|car|flat|live)\b|\b(?:torch|set "
+        r"fire to|burn down) (?:her|his|their|the) (?:car|house|flat)\b",
+        r"\b(?:run|running) (?:\w+ ){0,2}over\b(?=.{0,40}\b(?:if i see|again|tonight)\b)|\bpillow over (?:my|his|her|"
+        r"their)\b|\bstood over (?:him|her)\b",
+        r"\b(?:bleach|poison|something) in (?:\w+ ){0,2}(?:milk|drink|food|tea|coffee)\b",
+        r"\bhit my (?:girlfriend|boyfriend|wife|husband|partner|kid|son|daughter|child|mum|dad|baby)\b|\blearn a lesson\b|"
+        r"\bgetting what'?s coming\b|\bnot walking away from this\b|\bi'?m going in\b",
+        r"\b(?:thoughts|urges) about (?:them|the kids|children|kids|my \w+'?s? kids)\b.{0,60}\b(?:shouldn'?t|act on)\b|"
+        r"\bscared i'?ll act on (?:them|it)\b|\btaking the kids with me\b",
+    ),
+    "acute_psychosis": _rx(
+        r"\b(?:everything is|it'?s all) connected\b|\bmessages about me\b|\b(?:talking|talks|speaking) (?:straight|"
+        r"directly) to me\b|\btelling me what to do\b",
+        r"\bchosen one\b|\bi can fly\b|\bbirds (?:have )?(?:confirmed|told)\b|\bput\w* thoughts in(?:to)? my head\b",
+        r"\breflection\b.{0,40}\b(?:isn'?t|not) moving\b|\bcovered (?:all )?the mirrors\b|\breflection\b.{0,30}\b(?:smil|"
+        r"watch|talk)\w*",
+        r"\b(?:part of it|in on it)\b.{0,40}\b(?:all of you|signals|everyone)\b|\bsignals? through my\b",
+        r"\bshadows (?:are )?(?:talking|whispering|speaking)\b|\b(?:radio|tv|television|telly) is (?:reading|"
+        r"broadcasting|talking about) my\b",
+    ),
+    "medical_emergency": _rx(
+        r"\bstopped (?:drinking|alcohol|benzos)\b.{0,60}\b(?:shaking|sweating|seeing|fits?|seizure)\b|\bseeing (?:stuff|"
+        r"things) that (?:isn'?t|aren'?t) there\b",
+        r"\bhaven'?t (?:weed|peed|urinated)\b|\bdizzy when i stand\b",
+        r"\bsmacked my head\b|\b(?:fainted|passed out|blacked out|keep passing out|keep blacking out)\b|\bheart is "
+        r"doing (?:weird|funny)\b|\bfluttery\b",
+        r"\bsugar (?:is |was |of |reading )?\d+(?:\.\d+)?\b|\b(?:it'?s|is) spurting\b|\bwon'?t stop bleeding\b",
+        r"\binhaler (?:isn'?t|is not|not) (?:doing anything|working|helping)\b|\blips (?:feel )?(?:weird|tingly|numb|"
+        r"swollen)\b",
+    ),
+    "substance_overdose": _rx(
+        r"\b(?:went|turned|gone|going) blue\b|\bbrought me round\b|\bjaw is going\b",
+        r"\b(?:had|taken|took) \d+ (?:pills|tabs|caps)\b|\bfull bottle of (?:vodka|wine|whisk(?:e)?y|gin|rum)\b|\bbottle "
+        r"of \w+ in (?:about )?an hour\b",
+        r"\b(?:about |like )?\d+ of my \w+'?s? (?:\w+ )?(?:tablets|pills|meds)\b|\bby mistake\b.{0,40}\b(?:tablets|pills|"
+        r"meds)\b|\b(?:tablets|pills|meds)\b.{0,40}\bby mistake\b",
+        r"\bwhole bag of edibles\b|\b(?:ate|took|had) (?:the |a )?whole (?:bag|packet|pack|bar|tub)\b|\bunknown amount\b|"
+        r"\b(?:like |about )?\d{2,} tablets\b|\bswallowed everything\b|\beverything in the medicine cabinet\b",
+    ),
+}
+for _cat, _extra in _MORE2.items():
+    _PATTERNS[_cat].extend(_extra)
+
 #: An overdose with these words is also a suicide attempt.
 _INTENT = re.compile(
     r"\b(?:on purpose|to die|to end it|end it all|meant to|wanted to die|so i (?:wouldn'?t|won'?t|don'?t) wake|didn'?t "
@@ -435,16 +562,19 @@ _PAST = re.compile(
     r"(?:in|through|during) (?:most of )?my (?:teens|twenties|thirties|early|late|younger|school)|back in "
     r"(?:\d{4}|school|college|uni|the day|my)|used to|in the past|once,? years|in (?:19|20)\d\d|last (?:year|spring|"
     r"summer|autumn|fall|winter|month)|when we were (?:little|kids|young|children)|at (?:fifteen|sixteen|seventeen|"
-    r"\d\d),|during my (?:teens|twenties|divorce))\b"
+    r"\d\d),|during my (?:teens|twenties|divorce)|in year (?:\d+|seven|eight|nine|ten|eleven)|decades? ago|since i last|"
+    r"when i was in (?:care|hospital|school|college))\b"
 )
 _RESOLVED = re.compile(
     r"\b(?:(?:well|better|fine|good|stable|okay|ok|great|happy|safe)\b.{0,24}\b(?:now|these days|since|for (?:years|"
     r"ages|a long time|\w+ years))|haven'?t (?:\w+ ){0,3}(?:since|in years|for years|in (?:a long time|ages))|no "
     r"longer|not anymore|(?:years|months|\d+ years) (?:clean|free|sober|without)|(?:got|received|sought|found) help"
     r"|that'?s (?:all )?behind me|it'?s (?:long )?(?:over|behind me)|recovered|in recovery|moved on|safe now|out of "
-    r"that|in a (?:good|better) place|helped (?:loads|a lot|so much|me)|good day|(?:done|had|did) (?:years|months|"
+    r"that|in a (?:good|better) place|helped (?:loads|a lot|so much|me)|good day|helped (?:\w+ )?(?:massively|loads|a lot|so much)|(?:done|had|did) (?:years|months|"
     r"lots|a lot) of (?:therapy|counselling|counseling)|civil|(?:died|passed away) (?:a long time|years)|left (?:him|"
-    r"her|them|that)|divorced)\b"
+    r"her|them|that)|divorced|(?:so much |much )?happier now|doing (?:really |very |so )?well|(?:\d+|\w+) (?:months|"
+    r"years) since i last|old (?:marks|scars)|left (?:\w+ )?(?:years|months) ago|(?:court|restraining) order|chapter "
+    r"is closed|talked me down|saved my life|grew back|sorted me out|these days it'?s only|(?:i'?m|im) \d+ now)\b"
 )
 #: Present risk that overrides "past and resolved": it came back, or it is happening now.
 _PRESENT = re.compile(
@@ -469,7 +599,8 @@ _FIGURATIVE = re.compile(
     r"\b(?:is|are|was|it'?s|this|that|these|those|exams?|work|job|deadline|boss|commute|traffic|heat|kids|shoes|"
     r"back|feet|legs|neighbours?)\b.{0,10}\b(?:killing me|gonna kill me|going to kill me|will kill me|would kill "
     r"me|murder me)\b|\b(?:dying|dead) (?:to|for|of (?:laughter|embarrassment|boredom|shame|cringe|hunger))\b|"
-    r"\b(?:could|would) (?:murder|kill for) (?:a|an|some)\b|\b(?:died|dying|dead|died laughing|nearly died|"
+    r"\b(?:could|would) (?:murder|kill for) (?:a|an|some)\b|\boverdos\w* on (?:chocolate|sugar|coffee|caffeine|netflix|"
+    r"tv|cake|sweets|candy|pizza|sun|work|love|easter eggs)\b|\b(?:died|dying|dead|died laughing|nearly died|"
     r"i'?m dead)\b(?= (?:laughing|of laughter|lol|lmao|haha))|\bkill(?:ed|ing)? (?:it|time)\b|\bshoot me (?:a|an)\b"
 )
 
@@ -482,10 +613,14 @@ def _sentence_of(text: str, start: int, end: int) -> str:
 
 
 _SUBJECT = re.compile(
-    r"\b(?:i|i'?m|im|i'?ve|ive|i'?d|i'?ll|myself|he|she|they|he'?s|she'?s|they'?re|his|her|their|my (?:friend|mate|"
+    r"\b(?:i|i'?m|im|i'?ve|ive|i'?d|i'?ll|myself|he|she|they|he'?s|she'?s|they'?re|his|her|their|we|we'?ve|my (?:friend|mate|"
     r"bestie|flatmate|roommate|colleague|brother|sister|son|daughter|cousin|partner|husband|wife|boyfriend|girlfriend|"
     r"mum|mom|dad|gran|nan|kid|teen|student|client|patient|neighbou?r)|(?:a|the|our|one of (?:my|our)) (?:patients?|"
     r"clients?|friends?|colleagues?|students?|neighbou?rs?|man|woman|guy|girl|boy|kid|teen|person|lad))\b"
+)
+_NEGATED = re.compile(
+    r"(?<!\bnot gonna lie )(?<!\bnot going to lie )\b(?:don'?t|do not|dont|never|wouldn'?t|would never|won'?t|not (?:going to|gonna)|i'?m not|im not|not) "
+    r"(?:\w+ ){0,2}$"
 )
 _FIRST = ("i", "i'm", "im", "i've", "ive", "i'd", "i'll", "myself")
 
@@ -509,6 +644,9 @@ def _guarded(text: str, m: re.Match[str], category: str) -> bool:
     if (_PAST.search(sentence) or _PAST.search(text)) and _RESOLVED.search(text) \
             and not _PRESENT.search(_drop_resolved(text)):
         return True
+    lead = text[max(0, m.start() - 30): m.start()]
+    if _NEGATED.search(lead) and category in ("suicidal_ideation", "self_harm", "harm_to_others"):
+        return True  # "i don't want to die", "i would never hurt him"
     first_in_phrase = re.search(r"\b(?:i|i'?m|im|myself|me|my|mine|us|we)\b", phrase)
     if not first_in_phrase:
         before = text[max(0, m.start() - 60): m.start()]
@@ -527,13 +665,17 @@ def _drop_resolved(text: str) -> str:
 
 
 def _third_party_only(text: str) -> bool:
-    """The message is about someone else: asking how to help, no disclosure of the writer's own."""
-    return bool(re.search(
+    """The message is about someone else: asking how to help a named other person, or retelling media."""
+    helping = re.search(
         r"\b(?:how (?:can|do|should) i (?:help|support|talk to|approach|respond)|what (?:should|can|do) i (?:do|say)|"
         r"i'?m (?:worried|scared|concerned|afraid) (?:about|for) (?:my|her|him|them)|(?:worried|concerned) about "
         r"(?:my|her|him|them))\b",
         text,
-    )) or bool(re.search(r"\b(?:in the|the|a) (?:news|film|movie|book|novel|show|series|documentary|episode|podcast|article)\b", text))
+    )
+    if helping and _THIRD.search(text):
+        return True
+    return bool(re.search(r"\b(?:in the|the|a) (?:news|film|movie|book|novel|show|series|documentary|episode|podcast|"
+                          r"article)\b", text))
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ __all__ = [
     "verify_frozen",
 ]
 
-Split = Literal["dev", "test"]
+Split = Literal["dev", "dev2", "test"]
 FROZEN_FILES = ("test_messages.jsonl", "test_answers.jsonl")
 
 

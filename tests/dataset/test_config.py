@@ -78,3 +78,15 @@ def test_bad_topic_files(tmp_path: Path) -> None:
         load_topics(str(f))
     with pytest.raises(ConfigError, match="non-negative"):
         load_topics({"a": -1.0, "b": 2.0})
+
+
+def test_crisis_model_layer_must_be_local_and_is_shared_from_the_top_level(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        "engines:\n  api: {backend: openai, model: gpt-4o-mini}\n  local: {backend: vllm, model: m}\n"
+        "crisis_detector: {layers: [rules, model], model: {engine: api}}\ndataset: {}\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="crisis_detector.model.engine is not local"):
+        load_stage_config(DatasetConfig, cfg, section="dataset")
+    loaded = load_stage_config(DatasetConfig, cfg, ["crisis_detector.model.engine=local"], section="dataset")
+    assert loaded.crisis_detector.layers == ["rules", "model"]
+    assert loaded.crisis_detector.resolve(loaded.engines).model.engine.backend == "vllm"
