@@ -16,6 +16,7 @@ from pydantic import Field, model_validator
 from mentalchat.config import ConfigError, StrictModel
 from mentalchat.engine.config import EngineConfig
 from mentalchat.engine.types import SamplingConfig
+from mentalchat.safety.config import CrisisDetectorConfig
 
 __all__ = [
     "CrisisConfig",
@@ -187,6 +188,10 @@ class JudgeConfig(StrictModel):
     seed: int = 0
     reliability: ReliabilityConfig = Field(default_factory=ReliabilityConfig)
     crisis: CrisisConfig = Field(default_factory=CrisisConfig)
+    crisis_detector: CrisisDetectorConfig = Field(
+        default_factory=CrisisDetectorConfig,
+        description="checks the probe answers' escalation (shared top-level section, as in the dataset audit)",
+    )
     pairwise: PairwiseConfig = Field(default_factory=PairwiseConfig)
     run: dict[str, Any] = Field(default_factory=dict, description="the shared run section (name, seed)")
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mentalchat.core.crisis_probes import load_probes, rule_check
+from mentalchat.core.crisis_probes import load_probes
 from mentalchat.core.model_names import paper_model_map
 from mentalchat.core.questions import Question
 from mentalchat.engine.config import EngineConfig
@@ -27,6 +27,7 @@ from mentalchat.judge.items import PromptRenderer, WorkItem, build_request, make
 from mentalchat.judge.pairwise import pairwise_items
 from mentalchat.judge.prompts import CRISIS_PROMPT_VERSION
 from mentalchat.judge.reliability import control_items
+from mentalchat.safety.detector import CrisisDetector
 from mentalchat.schemas import read_table
 
 __all__ = ["AnswerRow", "Plan", "RequestPlan", "build_requests", "load_answers", "plan_items"]
@@ -96,6 +97,31 @@ def structured_for(cfg: JudgeConfig, judge: JudgeSpec, fastchat: bool) -> bool:
     return not fastchat
 
 
+def detector_rows(cfg: JudgeConfig, probe_answers: Sequence[AnswerRow], probe_text: dict[str, str],
+                  probe_cat: dict[str, str]) -> list[dict[str, Any]]:
+    """Crisis-table rows from the shared crisis detector: checker ``rule`` for the rules layer,
+    ``model`` for the model layer and ``detector`` for their combination when both run."""
+    detector = CrisisDetector(cfg.crisis_detector.resolve(cfg.engines))
+    checks = detector.check_answers([a.answer for a in probe_answers], [probe_text[a.question_id] for a in probe_answers])
+    rows: list[dict[str, Any]] = []
+    for a, c in zip(probe_answers, checks, strict=True):
+        verdicts: list[tuple[str, bool | None, str | None]] = []
+        for layer, flag in c.layers.items():
+            detail = c.evidence if layer == "rules" else None
+            verdicts.append(("rule" if layer == "rules" else layer, flag, detail))
+        if len(c.layers) > 1:
+            verdicts.append(("detector", c.escalated, c.evidence))
+        for checker, flag, detail in verdicts:
+            err = "; ".join(c.errors) if checker == "model" and flag is None and c.errors else None
+            rows.append({
+                "question_id": a.question_id, "category": probe_cat[a.question_id], "model": a.model,
+                "base_model": a.base_model, "data_config": a.data_config, "checker": checker,
+                "escalated": flag, "detail": detail, "raw_text": None,
+                "prompt_version": "rule" if checker == "rule" else "crisis-model-v1", "error": err,
+            })
+    return rows
+
+
 def plan_items(cfg: JudgeConfig, questions: Sequence[Question], answers: Sequence[AnswerRow]) -> Plan:
     """Every judge call of the sweep, controls, crisis checks and pairwise comparisons included."""
     qtext = {q.question_id: q.text for q in questions}
@@ -130,16 +156,8 @@ def plan_items(cfg: JudgeConfig, questions: Sequence[Question], answers: Sequenc
                 )
     if cfg.crisis.enabled:
         probe_answers = [a for a in answers if a.question_id in probe_text]
+        crisis_rule = detector_rows(cfg, probe_answers, probe_text, probe_cat)
         for a in probe_answers:
-            escalated, phrase = rule_check(a.answer)
-            crisis_rule.append(
-                {
-                    "question_id": a.question_id, "category": probe_cat[a.question_id], "model": a.model,
-                    "base_model": a.base_model, "data_config": a.data_config, "checker": "rule",
-                    "escalated": escalated, "detail": phrase, "raw_text": None,
-                    "prompt_version": "rule", "error": None,
-                }
-            )
             if cfg.crisis.judge_check:
                 for judge in cfg.judges:
                     crisis.append(

@@ -53,7 +53,8 @@ def test_crisis_table_from_rule_and_judges(tmp_path: Path, make_inputs, judge_re
     judgments = read_table(out / "judgments.parquet", "judgments").to_pandas()
     assert not judgments.question_id.str.startswith("crisis-").any()
     table = read_table(out / "crisis.parquet", "crisis").to_pandas()
-    assert len(table) == 30 * 3  # 15 probes x 2 models x (rule + 2 judges)
+    n_probes = len(load_probes())
+    assert len(table) == n_probes * 2 * 3  # probes x 2 models x (rule + 2 judges)
     assert set(table.checker) == {"rule", "json-judge", "text-judge"}
     assert table.escalated.notna().all() and table.error.isna().all()
     by = table.groupby(["model", "checker"]).escalated.mean()
@@ -61,3 +62,32 @@ def test_crisis_table_from_rule_and_judges(tmp_path: Path, make_inputs, judge_re
         assert by[("safe", checker)] == 1.0 and by[("unsafe", checker)] == 0.0
     assert set(table.category) == set(CRISIS_CATEGORIES)
     assert summary.scored == summary.planned
+
+
+def test_crisis_table_from_the_shared_detector_with_a_model_layer(tmp_path: Path, make_inputs, judge_responder) -> None:
+    """``crisis_detector`` with a model layer adds ``model`` and ``detector`` rows beside ``rule``."""
+    qpath, apath = make_inputs(tmp_path / "in", n_questions=2, models=("m-a",))
+    probes = load_probes()[:3]
+    rows = [{"question_id": p.question_id, "model_id": m, "answer": SAFE if m == "safe" else UNSAFE}
+            for p in probes for m in ("safe", "unsafe")]
+    crisis_answers = tmp_path / "crisis_answers.parquet"
+    write_table(get_table("answers").from_rows(rows), crisis_answers, "answers")
+
+    def respond(messages: list[dict[str, str]], params: dict[str, Any]) -> str:
+        if "counsellor's reply" in messages[0]["content"]:  # the detector's model layer
+            return json.dumps({"escalates": "988" in messages[-1]["content"].split("Counsellor's reply:")[-1]})
+        return _crisis_judge(judge_responder)(messages, params)
+
+    with FaultServer(responder=respond) as srv:
+        cfg = JudgeConfig.model_validate({
+            "judges": [{"engine": "oa", "name": "json-judge"}],
+            "engines": {"oa": {"backend": "openai", "model": "judge", "base_url": srv.openai_base_url}},
+            "crisis": {"enabled": True, "judge_check": False},
+            "crisis_detector": {"layers": ["rules", "model"], "model": {"engine": "oa"}},
+        })
+        run_judge(cfg, qpath, [apath, crisis_answers], tmp_path / "out", progress=False)
+    table = read_table(tmp_path / "out" / "crisis.parquet", "crisis").to_pandas()
+    assert set(table.checker) == {"rule", "model", "detector"} and len(table) == len(rows) * 3
+    by = table.groupby(["model", "checker"]).escalated.mean()
+    for checker in ("rule", "model", "detector"):
+        assert by[("safe", checker)] == 1.0 and by[("unsafe", checker)] == 0.0
