@@ -44,8 +44,9 @@ EMPTY_FLAG_ABOVE = 1.0
 #: answers of at most this many words count as empty when the control is read off judgments (the
 #: authors' empty answers are whitespace, "It's", "ether.": a judge should give each a 1)
 EMPTY_MAX_WORDS = 3
-#: a flip rate above this fails the judge when the reliability table does not say
-POSITION_FLIP_FLAG = 0.3
+#: a flip rate above this fails the judge when the reliability table does not say (the judge
+#: stage's default, judge.pairwise.position_bias_flag_rate)
+POSITION_FLIP_FLAG = 0.35
 HUMAN_PREFIX = "human:"
 COLUMNS = [
     "judge", "prompt_version", "check", "status", "flagged", "n", "n_failed", "value",
@@ -71,6 +72,18 @@ def _threshold(details: pd.Series) -> float:
     return np.nan
 
 
+def _note(details: pd.Series) -> str | None:
+    """The judge stage's own explanation of an unmeasured check (``detail.note``), if any."""
+    for d in details.dropna():
+        try:
+            note = json.loads(d).get("note")
+        except (ValueError, AttributeError):
+            continue
+        if note:
+            return str(note)
+    return None
+
+
 def _summarise(rel: pd.DataFrame, level: float, source: str) -> list[dict]:
     rows = []
     for (judge, version, check), d in rel.groupby(["judge", "prompt_version", "check"], sort=True):
@@ -85,7 +98,8 @@ def _summarise(rel: pd.DataFrame, level: float, source: str) -> list[dict]:
         detail = ", ".join(sorted(d.loc[d["flagged"].fillna(False), "metric"])) or None
         if n == 0 and not flagged:  # nothing was measured: say so rather than "passed"
             status = "not run"
-            detail = f"{int(main['n_failed'].max())} items, none scored (failed or declined calls)"
+            detail = _note(d["detail"]) if "detail" in d else None
+            detail = detail or f"{int(main['n_failed'].max())} items, none scored (failed or declined calls)"
         row = {"judge": judge, "prompt_version": version, "check": check, "n": n,
                "n_failed": int(main["n_failed"].max()), "value": value, "rate": rate,
                "metrics_flagged": int(d["flagged"].fillna(False).sum()), "n_metrics": int(len(d)),

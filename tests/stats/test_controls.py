@@ -97,7 +97,7 @@ def test_position_bias_from_pairwise_verdicts() -> None:
     assert r["value"] == pytest.approx(4 / 10)  # 3 position flips + the tie in one order
     decisive_first = (pw["verdict_position"] == "first").sum()
     decisive = pw["verdict_position"].isin(["first", "second"]).sum()
-    assert r["rate"] == pytest.approx(decisive_first / decisive) and r["flagged"]  # 0.4 > 0.3
+    assert r["rate"] == pytest.approx(decisive_first / decisive) and r["flagged"]  # 0.4 > 0.35
     t = judge_controls_table(["judge-ok"], reliability=reliability_frame(), pairwise=pw)
     pos = t[(t["judge"] == "judge-ok") & (t["check"] == "position_bias")].iloc[0]
     assert pos["status"] == "FAILED" and pos["source"] == "pairwise table"
@@ -112,6 +112,14 @@ def test_position_bias_from_pairwise_verdicts() -> None:
     t = judge_controls_table(["judge-ok"], reliability=rel, pairwise=pw)
     pos = t[(t["judge"] == "judge-ok") & (t["check"] == "position_bias")]
     assert len(pos) == 1 and pos.iloc[0]["source"] == "reliability table" and pos.iloc[0]["status"] == "passed"
+    # asked in one order only: the judge stage writes a null flip rate and says why
+    once = rel.assign(value=lambda d: d["value"].where(d["check"] != "position_bias"),
+                      n=lambda d: d["n"].where(d["check"] != "position_bias", 0),
+                      detail=lambda d: d["detail"].where(d["check"] != "position_bias", json.dumps(
+                          {"note": "flip rate not measured: no pair was asked in both orders"})))
+    pos = judge_controls_table(["judge-ok"], reliability=once, pairwise=None).set_index(["judge", "check"])
+    assert pos.loc[("judge-ok", "position_bias"), "status"] == "not run"
+    assert "both orders" in pos.loc[("judge-ok", "position_bias"), "detail"]
 
 
 def test_pairwise_wins_need_both_orders() -> None:
