@@ -300,12 +300,13 @@ def reliability_chart(controls: pd.DataFrame, path: Path) -> Path | None:
             if np.isfinite(r["lo"]) and np.isfinite(r["hi"]):
                 ax.errorbar(r["value"], i, xerr=[[r["value"] - r["lo"]], [r["hi"] - r["value"]]], color="black",
                             capsize=3, fmt="none")
-            ax.text(r["value"], i, " FAILED" if r["failed"] else " passed", va="center", fontsize=7)
+            right = max(r["value"], r["hi"]) if np.isfinite(r["hi"]) else r["value"]
+            ax.text(right, i, " FAILED" if r["failed"] else " passed", va="center", fontsize=7)
         thresholds = d["threshold"].dropna().unique()
         for t in thresholds:
             ax.axvline(t, color="black", linestyle="--", linewidth=0.8)
         ax.set_yticks(y, [_wrap(j, 22) for j in judges], fontsize=7)
-        ax.invert_yaxis()
+        ax.set_ylim(len(judges) - 0.5, -0.5)  # every judge has a row, measured or not
         ax.set_xlabel(_CHECK_AXES[check], fontsize=8)
         ax.set_title(label, fontsize=9)
         ax.grid(axis="x", alpha=0.3)
