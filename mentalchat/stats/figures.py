@@ -356,7 +356,7 @@ def length_control_chart(lc: pd.DataFrame, path: Path, metric: str = MEAN_OF_7) 
         return None
     judges = sorted(df["judge"].unique())
     models = sorted(df["model"].unique())
-    fig, axes = plt.subplots(1, len(judges), figsize=(6 * len(judges), 0.28 * len(models) + 1.8),
+    fig, axes = plt.subplots(1, len(judges), figsize=(6 * len(judges) + 2, 0.24 * len(models) + 1.8),
                              squeeze=False, sharey=True)
     for ax, judge in zip(axes[0], judges, strict=True):
         d = df[df["judge"] == judge].set_index("model")
@@ -364,13 +364,14 @@ def length_control_chart(lc: pd.DataFrame, path: Path, metric: str = MEAN_OF_7) 
             if model not in d.index:
                 continue
             r = d.loc[model]
+            color = _color(r["data_config"], y)
+            ax.plot([r["raw_mean"], r["lc_mean"]], [y, y], "-", color=color, linewidth=1.2)
             ax.plot([r["raw_mean"]], [y], "o", color="#9e9e9e", markersize=4)
-            ax.annotate("", xy=(r["lc_mean"], y), xytext=(r["raw_mean"], y),
-                        arrowprops={"arrowstyle": "->", "color": _color(r["data_config"], y)})
+            ax.plot([r["lc_mean"]], [y], ">" if r["lc_mean"] >= r["raw_mean"] else "<", color=color, markersize=5)
         slope = d["slope_per_100_words"].iloc[0]
-        ax.set_yticks(range(len(models)), [_wrap(m, 30) for m in models], fontsize=7)
+        ax.set_yticks(range(len(models)), models, fontsize=6)
         ax.invert_yaxis()
-        ax.set_xlabel(f"{metric}: raw mean (dot) → length-controlled mean (arrow)")
+        ax.set_xlabel(f"{metric}: raw mean (dot) → length-controlled mean (triangle)")
         ax.set_title(f"{judge}: {slope:+.2f} per 100 words", fontsize=9)
         ax.grid(axis="x", alpha=0.3)
     fig.suptitle("Length-controlled scores")
