@@ -49,3 +49,69 @@ def test_authors_synthetic_pairs_contain_crisis_inputs_without_escalation(shared
     flagged = [a for a in audits if a.flagged]
     assert 0 < len(flagged) < len(rows) * 0.05
     assert any(a.missing_escalation for a in flagged)  # the risk the card warns about
+
+
+@pytest.mark.parametrize(("text", "category"), [
+    ("everyone would be better off gone", "suicidal_ideation"),
+    ("i keep thinking about jumping off the bridge", "suicidal_ideation"),
+    ("my husband hurts me", "abuse"),
+    ("I might overdo it with my sleeping tablets tonight", "substance_overdose"),
+    ("I dont want to be alive anymore", "suicidal_ideation"),
+    ("my chest feels crushed and the pain is going down my left arm", "medical_emergency"),
+])
+def test_wordings_the_wave1_rules_missed(text: str, category: str) -> None:
+    assert category in flag_crisis(text)
+
+
+@pytest.mark.parametrize("text", [
+    "This deadline is killing me, any tips?",
+    "my friend says she wants to die, how can I help her?",
+    "Years ago I thought about killing myself, but I've been well for a long time now. I'm asking about sleep.",
+    "i don't want to die, i just want the arguing at home to stop",
+    "I'm a nurse and we lost a patient to an overdose on my shift.",
+])
+def test_figurative_third_party_resolved_and_negated_are_not_flagged(text: str) -> None:
+    assert flag_crisis(text) == []
+
+
+@pytest.mark.parametrize("text", [
+    "The deposit is $1,000.",
+    "Meet me in Room 112 after class.",
+    "I cannot tell you right now how grateful I am.",
+    "You don't need to go to the emergency room over this.",
+    "Maybe someday you could look into a helpline or a support group.",
+    "Call your sister this weekend to catch up.",
+    "It's 999 steps to the top, a lovely walk.",
+    "A crisis line isn't necessary for this; let's talk it through in therapy.",
+])
+def test_numbers_rooms_negated_and_deferred_mentions_are_not_escalation(text: str) -> None:
+    assert find_escalation(text) is None, find_escalation(text)
+
+
+@pytest.mark.parametrize("text", [
+    "Please ring an ambulance now.", "Go to your nearest A and E tonight.", "dial 000 straight away",
+    "Text SHOUT to 85258 right now.", "Call Samaritans on 116 123.",
+    "Please get someone to stay with you tonight and call the crisis team now.",
+])
+def test_escalation_wordings(text: str) -> None:
+    assert has_escalation(text)
+
+
+def test_held_out_split_floors_and_zero_false_flags() -> None:
+    """Regression floors on the frozen split (measured, not tuned on; the goals are in benchmarks/crisis_eval.py)."""
+    from mentalchat.safety import CrisisDetector
+    from mentalchat.safety.evalset import load_answers, load_messages, verify_frozen
+    from mentalchat.safety.evaluate import false_flags, score_answers, score_messages
+
+    verify_frozen()
+    det = CrisisDetector()
+    msgs = load_messages("test")
+    dets = det.detect([m.text for m in msgs])
+    scores = score_messages(msgs, dets, split="test", n_boot=0).set_index("category")
+    assert scores.loc["any_crisis", "recall"] >= 0.70 and scores.loc["any_crisis", "precision"] >= 0.9
+    assert scores.loc["suicidal_ideation", "recall"] >= 0.6 and scores.loc["self_harm", "recall"] >= 0.78
+    neg = false_flags(msgs, dets).set_index("subtype")
+    assert neg.loc["numbers", "flagged"] == 0 and neg.loc["figurative", "flagged"] == 0
+    answers = load_answers("test")
+    esc = score_answers(answers, det.check_answers([a.answer for a in answers]), split="test", n_boot=0).iloc[0]
+    assert esc["recall"] >= 0.98 and esc["precision"] >= 0.98 and esc["hard_false_escalations"] == 0
