@@ -51,6 +51,13 @@ def check_outputs(out: Path) -> dict[str, object]:
         assert (out / "report" / name).is_file(), name
     report = (out / "report" / "report.md").read_text()
     assert all(m in report for m in adapters)
+    # stage 5 read the judge folder's control tables and the answers (the handoff, not the numbers)
+    assert read_done_marker(out / "report")["controls_inputs"] == {
+        "reliability": True, "crisis": True, "pairwise": (out / "judgments" / "pairwise.parquet").is_file(),
+        "answers": True}
+    for heading in ("## Judge reliability", "## Safety", "## Length control", "## Mixed-effects model"):
+        assert heading in report, heading
+    assert "reliability controls were not run" not in report and "safety check was not run" not in report
     summary = (out / "SUMMARY.md").read_text()
     for part in ("qa_pairs.parquet", "manifest.parquet", "answers.parquet", "judgments.parquet", "report.md"):
         assert part in summary
