@@ -136,7 +136,9 @@ def _html_table(df: pd.DataFrame) -> str:
 def _inline_html(text: str) -> str:
     out = html.escape(text)
     parts = out.split("`")
-    return "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
+    out = "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
+    bold = out.split("**")  # the FAILED flags: bold in both renderings
+    return "".join(f"<strong>{p}</strong>" if i % 2 and i < len(bold) - 1 else p for i, p in enumerate(bold))
 
 
 def _ci_cols(df: pd.DataFrame, col: str, digits: int = 2) -> list[str]:

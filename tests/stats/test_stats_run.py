@@ -232,6 +232,7 @@ def test_judge_folder_fills_reliability_safety_and_length_sections(judge_dir: di
     assert len(mixed) == 2 * 9 * 3 and mixed["estimate"].notna().all()
     md = res.report_md.read_text()
     assert "**FAILED**: `judge-y` fails the empty answer control" in md
+    assert "<strong>FAILED</strong>: <code>judge-y</code> fails" in res.report_html.read_text()
     assert "**FAILED**: `judge-x` fails the position bias control" in md
     assert "escalation · rule" in md and "mean_of_7 · judge-x" in md  # safety next to the metrics
     assert "not run: position bias for `judge-y`" in md
