@@ -80,7 +80,7 @@ Overrides are dotted keys relative to the stats section (bootstrap=200) or the f
         from mentalchat.stats.run import run_stats
 
         if not (args.judgments or args.judge_dir or args.fastchat or args.human):
-            raise UsageError("give at least one of --judge-dir, --judgments, --fastchat, --human")
+            raise UsageError("give at least one of --judgments, --fastchat, --human (or --judge-dir)")
         result = run_stats(cfg, args.output, judgments=args.judgments, fastchat=args.fastchat,
                            human=args.human, dataset=args.dataset, judge_dirs=args.judge_dir,
                            answers=args.answers)
