@@ -1,4 +1,5 @@
-"""Stage 5: means with bootstrap CIs, gains over base models, wins, agreement, report.
+"""Stage 5: means with bootstrap CIs, gains (paired and mixed-effects), wins, agreement, length control,
+judge controls and crisis safety, report.
 
 The same as ``mentalchat stats`` (``--help`` lists the options and examples); this file exists
 because ``ray job submit -- python jobs/stats.py ...`` needs a script to run. The command lives
