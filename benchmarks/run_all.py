@@ -262,6 +262,22 @@ def figures_deid_external(stdout: str, out: dict | None) -> tuple[list[Figure], 
     return figs, slim
 
 
+def figures_crisis_eval(stdout: str, out: dict | None) -> tuple[list[Figure], Any]:
+    """The held-out goals (recall and precision for suicidal ideation and self-harm, zero false flags
+    on numbers, zero false escalations) and the any-crisis recall of each detector on the test split."""
+    if not out or not out.get("goals"):
+        return [], out
+    figs = []
+    for g in out["goals"]:
+        op = "==" if g["goal"] == 0 else ">="
+        figs.append(Figure.check(g["name"], g["value"], op, float(g["goal"])))
+    for row in out.get("messages", []):
+        if row.get("split") == "test" and row.get("category") == "any_crisis":
+            figs.append(Figure(f"held-out any-crisis recall, {row['layer']}", row.get("recall")))
+    slim = {k: v for k, v in out.items() if k in ("model", "bootstrap", "goals", "timings")}
+    return figs, slim
+
+
 # ---------------------------------------------------------------------------------------------
 # The suite
 
@@ -293,6 +309,7 @@ SUITE = [
           figures_judge_provider_scale, out_flag=True, ok_codes=(0, 1)),
     Bench("stats_scale", [], ["--rows", "50000", "200000", "--bootstrap", "200"], figures_stats_scale),
     Bench("deid_external", [], ["--quick"], figures_deid_external, out_flag=True),
+    Bench("crisis_eval", [], ["--no-model", "--bootstrap", "200"], figures_crisis_eval, out_flag=True),
     Bench("gpu_qlora", [], ["--steps", "2", "--steps-b", "4", "--warmup", "1"], figures_gpu_qlora,
           out_flag=True, needs_gpu=True),
 ]

@@ -135,3 +135,22 @@ def test_generate_throughput_figures() -> None:
                      "vLLM in Ray Data / bare vLLM, answer-stage batches": True}
     figs, _ = ra.figures_generate_throughput("", {"multi_lora": out["multi_lora"]})  # --skip-overhead
     assert len([f for f in figs if f.goal]) == 1
+
+
+def test_crisis_eval_figures_goals_and_held_out_recall() -> None:
+    ra = _run_all()
+    out = {"goals": [
+        {"name": "held-out suicidal_ideation recall (rules)", "value": 0.63, "goal": 0.95, "met": False},
+        {"name": "held-out numbers/rooms false flags (rules)", "value": 0, "goal": 0, "met": True},
+    ], "messages": [
+        {"split": "test", "layer": "rules", "category": "any_crisis", "recall": 0.71},
+        {"split": "dev", "layer": "rules", "category": "any_crisis", "recall": 0.99},
+    ], "false_flags": [{}]}
+    figs, slim = ra.figures_crisis_eval("", out)
+    by_name = {f.name: f for f in figs}
+    assert by_name["held-out suicidal_ideation recall (rules)"].met is False
+    assert by_name["held-out suicidal_ideation recall (rules)"].goal == ">= 0.95"
+    assert by_name["held-out numbers/rooms false flags (rules)"].met is True
+    assert by_name["held-out any-crisis recall, rules"].value == 0.71 and len(figs) == 3
+    assert "false_flags" not in slim
+    assert ra.figures_crisis_eval("", None) == ([], None)

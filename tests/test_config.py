@@ -101,3 +101,11 @@ def test_shipped_configs_have_valid_engines(repo_root: Path, name: str) -> None:
     assert doc["engines"], name
     for engine in doc["engines"].values():
         EngineConfig.model_validate(engine)
+
+
+def test_the_crisis_detector_section_is_shared_by_the_dataset_and_judge_stages(repo_root: Path) -> None:
+    from mentalchat.pipeline.run import load_pipeline
+
+    plan = load_pipeline(repo_root / "configs/quickstart.yaml", ["crisis_detector.combine=all"])
+    assert plan.configs["dataset"].crisis_detector.combine == "all"
+    assert plan.configs["judge"].crisis_detector == plan.configs["dataset"].crisis_detector

@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 
 STATE_FILE = "pipeline.json"
 LOCK_FILE = ".pipeline.lock"
-TOP_LEVEL = ("pipeline", "engines", "run", *STAGES)
+TOP_LEVEL = ("pipeline", "engines", "run", "crisis_detector", *STAGES)
 # Secrets come from the environment only; a config's env: section may not carry them.
 _SECRET_WORDS = {"KEY", "APIKEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "CREDENTIALS"}
 
