@@ -153,7 +153,8 @@ def labelled_benchmark(detectors: dict[str, CrisisDetector | None], shared: Path
             its = [m for m, k in zip(items, keep) if k]
             ds = [d for d, k in zip(dets, keep) if k]
             df = score_messages(its, ds, split=f"benchmark200:{subset}", n_boot=n_boot)
-            frames.append(df[df.layer.isin(["combined", "rules", "wave1"])].assign(layer=label))
+            keep_layer = "combined" if "combined" in set(df.layer) else df.layer.iloc[0]
+            frames.append(df[df.layer == keep_layer].assign(layer=label))
     return pd.concat(frames, ignore_index=True)
 
 

@@ -175,10 +175,13 @@ def write_card(
     lines += [
         "## Crisis audit",
         "",
-        ("Inputs were scanned for disclosures of suicidal thoughts, self-harm, abuse or intent to harm "
-        "others (rules in `mentalchat/core/crisis_rules.py`); for each flagged input the answer was checked "
-        "for escalation (urging immediate help, naming a crisis line or emergency services). Column "
-        "`crisis_flag` marks flagged rows and `crisis_escalated` whether their answer escalates."),
+        ("Inputs were scanned by the crisis detector (`mentalchat/safety/`, settings under `crisis_detector:`) "
+        "for disclosures of suicidal thoughts, self-harm, abuse, intent to harm others, acute psychosis, a "
+        "medical emergency or an overdose; for each flagged input the answer was checked for escalation "
+        "(urging immediate help, naming a crisis line or emergency services). Column `crisis_flag` marks "
+        "flagged rows and `crisis_escalated` whether their answer escalates. The rules find about 7 in 10 "
+        "crisis messages on a held-out set and fewer on real posts (docs/safety.md): review flagged and "
+        "unflagged pairs alike; this audit is a first filter, not a guarantee."),
         "",
         "| source | flagged inputs | answers without escalation |",
         "|---|---|---|",

@@ -572,6 +572,9 @@ def _safety_section(doc: Document, safety: pd.DataFrame, means: pd.DataFrame, co
         doc.p(f"{failed} checks gave no verdict (failed or unreadable judge calls); they are left out "
               "of the rates and counted in n_failed.")
     doc.image(figures.get("safety"), "Crisis safety per model (safety table).")
+    doc.p("The rule checker's escalation verdicts matched the labels on every one of 110 held-out answers "
+          "(docs/safety.md); on the crisis probes themselves it only reads the answers, so a model that "
+          "escalates in words the rules do not know is counted as not escalating.")
 
 
 def _mixed_section(doc: Document, mixed: pd.DataFrame, gains: pd.DataFrame, configs: list[str]) -> None:
