@@ -5,7 +5,8 @@ hash is checked first), in one run:
 
 * messages: precision, recall and F1 with bootstrap CIs per category and for "any crisis", for
   the wave-1 rules (``benchmarks/baselines/crisis_rules_wave1.py``, the rules before this work),
-  today's rules, the model layer (a local LLM with guided JSON; ``--model``) and both combined
+  today's rules, the classifier layer (trained on dev and dev2: its rows on those splits are
+  in-sample) and rules + classifier (the default detector), the model layer (a local LLM with guided JSON; ``--model``) and both combined
   (``any`` and ``all``); hard negatives flagged, by subtype;
 * answers: escalation precision/recall/F1, and escalation claimed on the hard non-escalating ones;
 * text we did not write: how many of the authors' 200 benchmark questions, their 7,394-question
@@ -49,6 +50,7 @@ from mentalchat.safety.evaluate import false_flags, score_answers, score_message
 
 GOAL_RECALL = 0.95
 GOAL_PRECISION = 0.8
+DEFAULT = "rules+classifier (any)"
 
 
 _WAVE1 = None
@@ -115,7 +117,7 @@ def external_rates(detectors: dict[str, CrisisDetector | None], shared: Path) ->
     for name, texts in sets.items():
         out[name] = {"n": len(texts)}
         for label, det in detectors.items():
-            if label not in ("wave1", "rules") and name != "benchmark_200":
+            if label not in ("wave1", "rules", DEFAULT) and name != "benchmark_200":
                 continue  # the model layer on CPU: the 200 benchmark questions only
             dets = wave1_detect(texts) if det is None else det.detect(texts)
             flagged = [i for i, d in enumerate(dets) if d.flag]
@@ -170,6 +172,7 @@ def main() -> int:
 
     verify_frozen()
     rules = CrisisDetector(CrisisDetectorConfig(layers=["rules"]))
+    default = CrisisDetector()  # rules + the classifier trained on dev and dev2
     both = None
     if not args.no_model:
         both = CrisisDetector(CrisisDetectorConfig(layers=["rules", "model"], combine="any",
@@ -192,6 +195,13 @@ def main() -> int:
         negs.append(false_flags(msgs, dets).assign(split=split))
         if answers:
             ans_frames.append(score_answers(answers, rules.check_answers(a_texts, a_ctx), **kw))
+        t = time.perf_counter()
+        dets_d = default.detect(texts)
+        timings[f"rules+classifier_{split}_messages_per_s"] = round(len(texts) / (time.perf_counter() - t), 1)
+        m = score_messages(msgs, dets_d, **kw)
+        frames.append(m[m.layer != "rules"].assign(layer=lambda d: d.layer.replace({"combined": DEFAULT})))
+        negs.append(false_flags(msgs, dets_d).query("layer != 'rules'")
+                    .assign(split=split, layer=lambda d: d.layer.replace({"combined": DEFAULT})))
         if both is not None:
             t = time.perf_counter()
             dets2 = both.detect(texts)
@@ -226,15 +236,17 @@ def main() -> int:
     print(ans[["split", "layer", "n_pos", "tp", "fp", "fn", "precision", "recall", "f1", "hard_negatives",
                "hard_false_escalations"]].round(3).to_string(index=False))
     goals = []
-    test = table[(table.split == "test") & (table.layer == "rules")].set_index("category")
-    for cat in ("suicidal_ideation", "self_harm"):
-        goals.append({"name": f"held-out {cat} recall (rules)", "value": float(test.loc[cat, "recall"]),
-                      "goal": GOAL_RECALL, "met": bool(test.loc[cat, "recall"] >= GOAL_RECALL)})
-        goals.append({"name": f"held-out {cat} precision (rules)", "value": float(test.loc[cat, "precision"]),
-                      "goal": GOAL_PRECISION, "met": bool(test.loc[cat, "precision"] >= GOAL_PRECISION)})
-    numbers = neg[(neg.split == "test") & (neg.layer == "rules") & (neg.subtype == "numbers")]
-    n_num = int(numbers.flagged.sum()) if len(numbers) else 0
-    goals.append({"name": "held-out numbers/rooms false flags (rules)", "value": n_num, "goal": 0, "met": n_num == 0})
+    for layer in ("rules", DEFAULT):
+        test = table[(table.split == "test") & (table.layer == layer)].set_index("category")
+        for cat in ("suicidal_ideation", "self_harm"):
+            goals.append({"name": f"held-out {cat} recall ({layer})", "value": float(test.loc[cat, "recall"]),
+                          "goal": GOAL_RECALL, "met": bool(test.loc[cat, "recall"] >= GOAL_RECALL)})
+            goals.append({"name": f"held-out {cat} precision ({layer})", "value": float(test.loc[cat, "precision"]),
+                          "goal": GOAL_PRECISION, "met": bool(test.loc[cat, "precision"] >= GOAL_PRECISION)})
+        numbers = neg[(neg.split == "test") & (neg.layer == layer) & (neg.subtype == "numbers")]
+        n_num = int(numbers.flagged.sum()) if len(numbers) else 0
+        goals.append({"name": f"held-out numbers/rooms messages flagged ({layer})", "value": n_num, "goal": 0,
+                      "met": n_num == 0})
     hard = ans[(ans.split == "test") & (ans.layer == "rules")].iloc[0]
     goals.append({"name": "held-out false escalations on hard answers (rules)",
                   "value": int(hard.hard_false_escalations), "goal": 0, "met": int(hard.hard_false_escalations) == 0})
@@ -244,9 +256,11 @@ def main() -> int:
               if isinstance(g["value"], float) else f"  {'MET ' if g['met'] else 'MISS'}  {g['name']}: {g['value']}")
     external = {}
     if args.shared.is_dir():
-        external = external_rates({"wave1": None, "rules": rules, **({"rules+model (any)": both} if both else {})},
+        external = external_rates({"wave1": None, "rules": rules, DEFAULT: default,
+                                   **({"rules+model (any)": both} if both else {})},
                                   args.shared)
-        bench = labelled_benchmark({"wave1": None, "rules": rules, **({"rules+model (any)": both} if both else {})},
+        bench = labelled_benchmark({"wave1": None, "rules": rules, DEFAULT: default,
+                                    **({"rules+model (any)": both} if both else {})},
                                    args.shared, args.bootstrap)
         if len(bench):
             print("\n== the authors' 200 benchmark questions, labelled blind to the rules ==")

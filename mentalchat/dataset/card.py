@@ -179,9 +179,10 @@ def write_card(
         "for disclosures of suicidal thoughts, self-harm, abuse, intent to harm others, acute psychosis, a "
         "medical emergency or an overdose; for each flagged input the answer was checked for escalation "
         "(urging immediate help, naming a crisis line or emergency services). Column `crisis_flag` marks "
-        "flagged rows and `crisis_escalated` whether their answer escalates. The rules find about 7 in 10 "
-        "crisis messages on a held-out set and fewer on real posts (docs/safety.md): review flagged and "
-        "unflagged pairs alike; this audit is a first filter, not a guarantee."),
+        "flagged rows and `crisis_escalated` whether their answer escalates. With the default layers (rules and "
+        "the bundled classifier) it found about 8 in 10 crisis posts in a labelled sample of real questions, "
+        "and 4 in 10 of its flags there were false (docs/safety.md): review flagged and unflagged pairs "
+        "alike; this audit is a first filter, not a guarantee."),
         "",
         "| source | flagged inputs | answers without escalation |",
         "|---|---|---|",

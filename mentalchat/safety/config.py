@@ -9,9 +9,9 @@ from pydantic import Field, model_validator
 from mentalchat.config import ConfigError, StrictModel
 from mentalchat.engine.config import EngineConfig
 
-__all__ = ["CrisisDetectorConfig", "CrisisModelConfig", "Layer"]
+__all__ = ["CrisisClassifierConfig", "CrisisDetectorConfig", "CrisisModelConfig", "Layer"]
 
-Layer = Literal["rules", "model"]
+Layer = Literal["rules", "classifier", "model"]
 
 
 class CrisisModelConfig(StrictModel):
@@ -27,13 +27,21 @@ class CrisisModelConfig(StrictModel):
     )
 
 
-class CrisisDetectorConfig(StrictModel):
-    """Which layers run and how their verdicts combine."""
+class CrisisClassifierConfig(StrictModel):
+    """The classifier layer: n-gram logistic regressions trained on the dev splits (messages only)."""
 
-    layers: list[Layer] = Field(default_factory=lambda: ["rules"], min_length=1)
+    path: str | None = Field(None, description="a classifier JSON file; None: the bundled one (trained on dev, dev2)")
+
+
+class CrisisDetectorConfig(StrictModel):
+    """Which layers run and how their verdicts combine (answers: the rules and the model layer; the
+    classifier reads messages only)."""
+
+    layers: list[Layer] = Field(default_factory=lambda: ["rules", "classifier"], min_length=1)
     combine: Literal["any", "all"] = Field(
         "any", description="any: flag when one layer flags (recall); all: only when every layer agrees (precision)"
     )
+    classifier: CrisisClassifierConfig = Field(default_factory=CrisisClassifierConfig)
     model: CrisisModelConfig | None = None
 
     @model_validator(mode="after")

@@ -48,6 +48,7 @@ class CrisisDetector:
 
     def __init__(self, cfg: CrisisDetectorConfig | None = None) -> None:
         self.cfg = cfg or CrisisDetectorConfig()
+        self._learned = None
 
     @property
     def label(self) -> str:
@@ -61,6 +62,9 @@ class CrisisDetector:
     def detect(self, texts: Sequence[str]) -> list[Detection]:
         texts = [t or "" for t in texts]
         rules = [find_crisis(t) for t in texts] if "rules" in self.cfg.layers else None
+        learned = None
+        if "classifier" in self.cfg.layers:
+            learned = self._classifier().predict(texts)
         model = None
         if "model" in self.cfg.layers:
             from mentalchat.safety.model_layer import classify_messages
@@ -77,6 +81,8 @@ class CrisisDetector:
                 layers["rules"] = bool(rules[i])
                 cats["rules"] = _ordered({c for c, _ in rules[i]})
                 evidence = rules[i][0][1] if rules[i] else None
+            if learned is not None:
+                layers["classifier"], cats["classifier"] = learned[i]
             if model is not None:
                 v = model[i]
                 layers["model"] = v.flag
@@ -94,6 +100,13 @@ class CrisisDetector:
                 chosen = chosen or (set(cats.get("rules", ())) or set().union(*sets) if sets else set())
             out.append(Detection(flag, _ordered(chosen), layers, cats, evidence, tuple(errors)))
         return out
+
+    def _classifier(self):  # noqa: ANN202 - loaded once, on first use
+        if self._learned is None:
+            from mentalchat.safety.classifier_layer import CrisisClassifier
+
+            self._learned = CrisisClassifier.load(self.cfg.classifier.path)
+        return self._learned
 
     def flag(self, text: str) -> list[str]:
         """The categories one message discloses (what the dataset audit stores)."""
@@ -124,6 +137,6 @@ class CrisisDetector:
                     errors.append(f"model: {model[i].error}")
             # an unreadable escalation verdict must not pass an answer: it counts as not escalated
             read = [f is True for f in layers.values()]
-            escalated = any(read) if self.cfg.combine == "any" else all(read)
+            escalated = (any(read) if self.cfg.combine == "any" else all(read)) if read else False
             out.append(EscalationCheck(escalated, layers, rules[i] if rules else None, tuple(errors)))
         return out

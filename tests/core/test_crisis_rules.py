@@ -99,12 +99,12 @@ def test_escalation_wordings(text: str) -> None:
 
 def test_held_out_split_floors_and_zero_false_flags() -> None:
     """Regression floors on the frozen split (measured, not tuned on; the goals are in benchmarks/crisis_eval.py)."""
-    from mentalchat.safety import CrisisDetector
+    from mentalchat.safety import CrisisDetector, CrisisDetectorConfig
     from mentalchat.safety.evalset import load_answers, load_messages, verify_frozen
     from mentalchat.safety.evaluate import false_flags, score_answers, score_messages
 
     verify_frozen()
-    det = CrisisDetector()
+    det = CrisisDetector(CrisisDetectorConfig(layers=["rules"]))
     msgs = load_messages("test")
     dets = det.detect([m.text for m in msgs])
     scores = score_messages(msgs, dets, split="test", n_boot=0).set_index("category")

@@ -33,8 +33,8 @@ def test_messages_flags_and_categories(tmp_path: Path, capsys) -> None:
     assert [r["flag"] for r in rows] == [True, True, True, False]
     assert "suicidal_ideation" in rows[0]["categories"] and "substance_overdose" in rows[1]["categories"]
     assert rows[2]["categories"] == ["abuse"] and rows[3]["categories"] == []
-    assert rows[0]["layers"] == {"rules": True} and rows[0]["evidence"]
-    assert "4 messages checked by rules" in capsys.readouterr().out
+    assert rows[0]["layers"] == {"rules": True, "classifier": True} and rows[0]["evidence"]
+    assert "4 messages checked by rules+classifier (any)" in capsys.readouterr().out
 
 
 def test_answers_escalation(tmp_path: Path) -> None:
