@@ -38,7 +38,7 @@ from mentalchat.engine.config import EngineConfig
 from mentalchat.engine.types import ChatResult, SamplingConfig
 from mentalchat.errors import MentalchatError
 from mentalchat.io import atomic_dir, write_done_marker, write_json_atomic
-from mentalchat.safety.detector import CrisisDetector
+from mentalchat.safety.detector import CrisisDetector, audit_pairs
 from mentalchat.schemas import PAGES, QA_PAIRS, REJECTS, write_table
 
 __all__ = ["BuildError", "build_dataset", "bundled_transcripts", "pair_id", "resolve_transcripts"]
@@ -400,15 +400,9 @@ def build_dataset(
         seen.add(pid)
         unique.append((pid, row))
     detector = CrisisDetector(cfg.crisis_detector.resolve(cfg.engines))
-    flags = detector.detect([row["input"] for _, row in unique])
-    to_check = [i for i, d in enumerate(flags) if d.flag]
-    checks = dict(zip(to_check, detector.check_answers([unique[i][1]["output"] for i in to_check],
-                                                        [unique[i][1]["input"] for i in to_check]), strict=True))
-    for i, (pid, row) in enumerate(unique):
-        d = flags[i]
-        final.append({"id": pid, "instruction": cfg.instruction, **row, "crisis_flag": d.flag,
-                      "crisis_categories": ",".join(d.categories) or None,
-                      "crisis_escalated": checks[i].escalated if d.flag else None})
+    audits = audit_pairs(detector, [row["input"] for _, row in unique], [row["output"] for _, row in unique])
+    for (pid, row), audit in zip(unique, audits, strict=True):
+        final.append({"id": pid, "instruction": cfg.instruction, **row, **audit})
     reject_rows = []
     for r in rejects:
         rid = hashlib.sha256(json.dumps([r["source"], r["filter"], r["page_ref"], r["input"], r["output"], r["reason"]],

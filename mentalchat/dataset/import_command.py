@@ -25,6 +25,8 @@ from mentalchat.core.cli import ErrorPolicy, add_config_arguments
 from mentalchat.core.decontamination import DecontaminationConfig, scan_pairs
 from mentalchat.core.released_data import ReleasedDataError, read_released
 from mentalchat.io import atomic_dir, write_done_marker, write_json_atomic
+from mentalchat.safety.config import CrisisDetectorConfig
+from mentalchat.safety.detector import CrisisDetector, audit_pairs
 from mentalchat.schemas import QA_PAIRS, REJECTS, write_table
 
 __all__ = ["ImportDatasetCommand", "import_dataset"]
@@ -39,6 +41,7 @@ def import_dataset(
     decontamination: DecontaminationConfig | None = None,
     benchmark: str | Path | None = None,
     histogram_bins: int = 30,
+    crisis_detector: CrisisDetectorConfig | None = None,
     echo: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Import ``inputs`` (files or folders) into the dataset folder ``output``; returns the stats."""
@@ -52,7 +55,8 @@ def import_dataset(
             f"no pairs to import from {', '.join(map(str, inputs))}: {counts['rows']} rows, {counts['empty']} "
             f"with an empty input or output, {counts['duplicate']} duplicates, {counts['blank']} blank")
     options = {"source": source, "instruction": instruction,
-               "decontamination": decontamination.model_dump(mode="json") if decontamination else None}
+               "decontamination": decontamination.model_dump(mode="json") if decontamination else None,
+               "crisis_detector": crisis_detector.model_dump(mode="json") if crisis_detector else None}
     digest = hashlib.sha256(json.dumps([[f["sha256"] for f in data.files], options], sort_keys=True).encode())
     stats: dict[str, Any] = {"config_hash": digest.hexdigest()[:16], "pairs": len(data.pairs),
                              "rejected": len(data.rejects), "import": {**counts, "files": data.files}}
@@ -63,6 +67,11 @@ def import_dataset(
         stats["decontamination"] = {k: v for k, v in report.items() if k != "pairs"}
         echo(f"decontamination: {report['flagged']} of {report['checked']} pairs near-duplicate a question of "
              f"{report['reference']} ({report['seconds']:.1f} s)")
+    # the same crisis audit as a built dataset (read_released, in core, applies the rules alone)
+    detector = CrisisDetector(crisis_detector or CrisisDetectorConfig())
+    for pair, audit in zip(data.pairs, audit_pairs(detector, [p["input"] for p in data.pairs],
+                                                   [p["output"] for p in data.pairs]), strict=True):
+        pair.update(audit)
     flagged = sum(p["crisis_flag"] for p in data.pairs)
     stats["crisis"] = {"flagged": flagged,
                        "without_escalation": sum(1 for p in data.pairs if p["crisis_escalated"] is False)}
@@ -108,7 +117,7 @@ relative to the dataset section (decontamination.method=minhash, decontamination
         parser.add_argument("--instruction", help="instruction for files without an instruction column")
         parser.add_argument("--questions", help="benchmark questions to check the inputs against (FastChat "
                             "question.jsonl, Parquet or CSV)")
-        parser.add_argument("--config", help="config whose dataset.decontamination section to use")
+        parser.add_argument("--config", help="config whose decontamination and crisis_detector settings to use")
         add_config_arguments(parser, config_required=False)
 
     def run(self, args: argparse.Namespace, policy: ErrorPolicy) -> int:
@@ -121,7 +130,8 @@ relative to the dataset section (decontamination.method=minhash, decontamination
         policy.watch([cfg])
         stats = import_dataset(args.input, args.output, source=args.source, instruction=args.instruction,
                                decontamination=cfg.decontamination, benchmark=args.questions,
-                               histogram_bins=cfg.histogram_bins)
+                               histogram_bins=cfg.histogram_bins,
+                               crisis_detector=cfg.crisis_detector.resolve(cfg.engines))
         dec = stats.get("decontamination")
         print(f"{stats['pairs']} pairs, {stats['rejected']} rejected"
               + (f", {dec['flagged']} near benchmark questions" if dec else "")

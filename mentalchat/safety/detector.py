@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from mentalchat.core.crisis_rules import CRISIS_CATEGORIES, find_crisis, find_escalation
 from mentalchat.safety.config import CrisisDetectorConfig
 
-__all__ = ["CrisisDetector", "Detection", "EscalationCheck"]
+__all__ = ["CrisisDetector", "Detection", "EscalationCheck", "audit_pairs"]
 
 
 @dataclass(frozen=True)
@@ -140,3 +140,13 @@ class CrisisDetector:
             escalated = (any(read) if self.cfg.combine == "any" else all(read)) if read else False
             out.append(EscalationCheck(escalated, layers, rules[i] if rules else None, tuple(errors)))
         return out
+
+
+def audit_pairs(detector: CrisisDetector, inputs: Sequence[str], outputs: Sequence[str]) -> list[dict[str, object]]:
+    """The ``qa_pairs`` crisis columns for each (input, output): flagged inputs get their answer checked."""
+    flags = detector.detect(inputs)
+    flagged = [i for i, d in enumerate(flags) if d.flag]
+    checks = dict(zip(flagged, detector.check_answers([outputs[i] for i in flagged], [inputs[i] for i in flagged]),
+                      strict=True))
+    return [{"crisis_flag": d.flag, "crisis_categories": ",".join(d.categories) or None,
+             "crisis_escalated": checks[i].escalated if d.flag else None} for i, d in enumerate(flags)]

@@ -199,3 +199,28 @@ def test_the_command_line(released: Path, tmp_path: Path, capsys) -> None:
     assert main(["import-dataset", "--input", str(neutral), "--output", str(tmp_path / "x"), "--source",
                  "synthetic", "decontamination.enabled=false"]) == 0
     assert "Not checked" in (tmp_path / "x" / "README.md").read_text(encoding="utf-8")
+
+
+def test_imported_pairs_get_the_same_crisis_audit_as_a_built_dataset(tmp_path: Path) -> None:
+    """Import runs the shared detector (rules + classifier by default), not the rules alone."""
+    from mentalchat.safety import CrisisDetectorConfig
+
+    rows = [("Nobody would even notice the empty chair at dinner after next week.",
+             "It sounds like you feel invisible at home. What would you like them to notice?"),
+            ("my boyfriend reads all my messages and I am not allowed to see my friends anymore",
+             "That sounds controlling. Please call a domestic abuse helpline today; you deserve to be safe."),
+            *SYNTHETIC_ROWS]
+    src = tmp_path / "Synthetic_pairs.csv"
+    src.write_text(_csv_text(rows), encoding="utf-8")
+    import_dataset([src], tmp_path / "default", echo=lambda m: None)
+    qa = read_table(tmp_path / "default" / "qa_pairs.parquet", "qa_pairs").to_pandas().set_index("input")
+    first, second = rows[0][0], rows[1][0]
+    assert bool(qa.loc[first, "crisis_flag"]) and qa.loc[first, "crisis_escalated"] == False  # noqa: E712
+    assert bool(qa.loc[second, "crisis_flag"]) and qa.loc[second, "crisis_escalated"] == True  # noqa: E712
+    assert not qa.loc[SYNTHETIC_ROWS[0][0], "crisis_flag"]
+    # (SYNTHETIC_ROWS[1], "I keep checking my phone for messages from my ex", is flagged as abuse by the
+    # classifier: a known false positive of its bag of words, docs/safety.md)
+    import_dataset([src], tmp_path / "rules", crisis_detector=CrisisDetectorConfig(layers=["rules"]),
+                   echo=lambda m: None)
+    rules = read_table(tmp_path / "rules" / "qa_pairs.parquet", "qa_pairs").to_pandas()
+    assert not rules.crisis_flag.any()  # the rules alone miss both wordings

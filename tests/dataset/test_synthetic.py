@@ -139,7 +139,10 @@ def test_crisis_audit_counts_answers_without_escalation(tmp_path: Path) -> None:
         cfg = _cfg(srv, tmp_path, topics={"Self-harm": 1.0}, min_answer_words=1)
         stats = build_dataset(cfg, tmp_path / "ds", echo=lambda m: None)
     qa = pq.read_table(tmp_path / "ds/qa_pairs.parquet").to_pandas()
-    assert len(qa) >= 8 and qa.crisis_flag.all() and (qa.crisis_categories == "self_harm").all()
+    # the classifier layer may add a category on the 40 random words ("partner", "phone", "money"
+    # are abuse cues to a bag of words); self-harm must always be among them
+    assert len(qa) >= 8 and qa.crisis_flag.all()
+    assert qa.crisis_categories.map(lambda c: "self_harm" in c.split(",")).all()
     escalated = qa.output.str.contains("988")
     assert (qa.crisis_escalated == escalated).all()
     assert stats["crisis"] == {"flagged": len(qa), "without_escalation": int((~escalated).sum())}
