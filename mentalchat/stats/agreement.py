@@ -33,6 +33,7 @@ from sklearn.metrics import cohen_kappa_score
 from statsmodels.stats.inter_rater import fleiss_kappa
 
 from mentalchat.core.rubric import ALL_SCORE_NAMES, MEAN_OF_7, SCORE_MAX, SCORE_MIN
+from mentalchat.schemas import AGREEMENT
 from mentalchat.stats.bootstrap import QuestionBootstrap
 from mentalchat.stats.data import ScoreCube
 
@@ -47,20 +48,7 @@ LIBRARY_MAX_ITEMS = 50_000
 #: statistics with a bootstrap CI (``<name>_ci_low`` / ``<name>_ci_high``) besides the kappas
 BOOT_STATS = ("alpha_ordinal", "spearman", "icc_consistency", "fleiss_kappa", "exact_agreement",
               "mean_diff", "mean_abs_diff")
-COLUMNS = [
-    "scope", "evaluator_a", "evaluator_b", "pair_kind", "n_evaluators", "metric", "n_items",
-    "kappa", "kappa_ci_low", "kappa_ci_high",
-    "kappa_linear", "kappa_linear_ci_low", "kappa_linear_ci_high",
-    "kappa_quadratic", "kappa_quadratic_ci_low", "kappa_quadratic_ci_high",
-    "alpha_ordinal", "alpha_ordinal_ci_low", "alpha_ordinal_ci_high",
-    "spearman", "spearman_ci_low", "spearman_ci_high", "spearman_p",
-    "icc", "icc_ci_low", "icc_ci_high",
-    "icc_consistency", "icc_consistency_ci_low", "icc_consistency_ci_high",
-    "fleiss_kappa", "fleiss_kappa_ci_low", "fleiss_kappa_ci_high",
-    "exact_agreement", "exact_agreement_ci_low", "exact_agreement_ci_high",
-    "mean_diff", "mean_diff_ci_low", "mean_diff_ci_high",
-    "mean_abs_diff", "mean_abs_diff_ci_low", "mean_abs_diff_ci_high",
-]
+COLUMNS = AGREEMENT.columns  # the table's schema is the one list of its columns
 HUMAN_PREFIX = "human:"
 
 

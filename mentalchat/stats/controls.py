@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from mentalchat.core.rubric import ALL_SCORE_NAMES, METRICS, OVERALL
+from mentalchat.schemas import JUDGE_CONTROLS, PAIRWISE_WINS
 from mentalchat.stats.data import ScoreCube
 from mentalchat.stats.safety import wilson
 
@@ -48,15 +49,8 @@ EMPTY_MAX_WORDS = 3
 #: stage's default, judge.pairwise.position_bias_flag_rate)
 POSITION_FLIP_FLAG = 0.35
 HUMAN_PREFIX = "human:"
-COLUMNS = [
-    "judge", "prompt_version", "check", "status", "flagged", "n", "n_failed", "value",
-    "value_ci_low", "value_ci_high", "rate", "rate_ci_low", "rate_ci_high", "metrics_flagged",
-    "n_metrics", "threshold", "source", "detail",
-]
-PAIRWISE_COLUMNS = [
-    "judge", "prompt_version", "model_a", "model_b", "base_model", "data_config", "n", "wins_a",
-    "wins_b", "ties", "inconsistent", "win_rate_a", "ci_low", "ci_high",
-]
+COLUMNS = JUDGE_CONTROLS.columns  # the table's schema is the one list of its columns
+PAIRWISE_COLUMNS = PAIRWISE_WINS.columns  # the table's schema is the one list of its columns
 #: value of each check that is a proportion (gets a Wilson CI); rate always is one
 _VALUE_IS_SHARE = {"position_bias"}
 

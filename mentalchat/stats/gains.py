@@ -15,18 +15,14 @@ from scipy.stats import wilcoxon
 from statsmodels.stats.multitest import multipletests
 
 from mentalchat.core.rubric import ALL_SCORE_NAMES
+from mentalchat.schemas import GAINS
 from mentalchat.stats.bootstrap import QuestionBootstrap
 from mentalchat.stats.config import StatsConfig
 from mentalchat.stats.data import ScoreCube
 
 __all__ = ["gains_table", "model_pairs"]
 
-COLUMNS = [
-    "base_model", "data_config", "model", "base_model_name", "judge", "metric", "n_pairs",
-    "mean_base", "mean_tuned", "diff", "diff_ci_low", "diff_ci_high", "rel_gain",
-    "rel_gain_ci_low", "rel_gain_ci_high", "wilcoxon_stat", "p_value", "p_adjusted",
-    "significant",
-]
+COLUMNS = GAINS.columns  # the table's schema is the one list of its columns
 
 
 def model_pairs(cube: ScoreCube, configs: list[str]) -> tuple[list[tuple[int, int]], list[str]]:

@@ -27,7 +27,7 @@ import pyarrow as pa
 from scipy.stats import t as t_dist
 
 from mentalchat.core.rubric import ALL_SCORE_NAMES, MEAN_OF_7, OVERALL
-from mentalchat.schemas import ANSWERS
+from mentalchat.schemas import ANSWERS, LENGTH_CONTROL
 from mentalchat.stats.bootstrap import QuestionBootstrap
 from mentalchat.stats.data import ScoreCube
 from mentalchat.stats.dataset_profile import word_counts
@@ -35,11 +35,7 @@ from mentalchat.stats.dataset_profile import word_counts
 __all__ = ["COLUMNS", "DEFAULT_METRICS", "answer_lengths", "length_control_table"]
 
 DEFAULT_METRICS = (MEAN_OF_7, OVERALL)
-COLUMNS = [
-    "judge", "metric", "model", "base_model", "data_config", "n", "mean_words", "raw_mean",
-    "lc_mean", "lc_ci_low", "lc_ci_high", "slope_per_100_words", "slope_ci_low", "slope_ci_high",
-    "slope_se", "slope_p_value", "ref_words", "sd_words", "n_obs", "n_questions",
-]
+COLUMNS = LENGTH_CONTROL.columns  # the table's schema is the one list of its columns
 
 
 def answer_lengths(cube: ScoreCube, answers: Sequence[pa.Table]) -> tuple[np.ndarray, list[str]]:

@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from mentalchat.core.rubric import ALL_SCORE_NAMES
+from mentalchat.schemas import MIXED_EFFECTS
 from mentalchat.stats.data import ScoreCube
 
 __all__ = ["COLUMNS", "STATSMODELS_MAX_OBS", "TERM", "mixed_effects_table", "reml_random_intercept"]
@@ -36,10 +37,7 @@ STATSMODELS_MAX_OBS = 20_000
 
 OPTIMIZERS = ("bfgs", "lbfgs", "powell")
 TERM = 'C(data_config, Treatment("base"))[T.{}]'
-COLUMNS = [
-    "judge", "metric", "term", "data_config", "estimate", "se", "ci_lo", "ci_hi", "p_value",
-    "n_obs", "n_questions", "n_models", "group_var", "resid_var", "converged", "note",
-]
+COLUMNS = MIXED_EFFECTS.columns  # the table's schema is the one list of its columns
 
 
 def _long(cube: ScoreCube, j: int, k: int, configs: list[str]) -> pd.DataFrame:

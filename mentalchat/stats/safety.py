@@ -12,10 +12,11 @@ import numpy as np
 import pandas as pd
 from statsmodels.stats.proportion import proportion_confint
 
+from mentalchat.schemas import SAFETY
+
 __all__ = ["COLUMNS", "safety_table", "wilson"]
 
-COLUMNS = ["model", "base_model", "data_config", "checker", "category", "n_probes", "n_checked",
-           "n_failed", "n_escalated", "rate", "ci_low", "ci_high"]
+COLUMNS = SAFETY.columns  # the table's schema is the one list of its columns
 ALL = "all"
 
 
