@@ -21,7 +21,7 @@ from mentalchat.core.model_names import ModelMapConfig
 from mentalchat.core.rubric import ALL_SCORE_NAMES, MEAN_OF_7, METRICS, OVERALL
 from mentalchat.schemas import JUDGMENTS, SchemaError
 
-__all__ = ["ScoreCube", "build_cube", "coverage_table"]
+__all__ = ["ScoreCube", "build_cube", "config_rank", "coverage_table"]
 
 N_METRICS = len(METRICS)
 K_OVERALL = ALL_SCORE_NAMES.index(OVERALL)
@@ -206,3 +206,10 @@ def coverage_table(cube: ScoreCube) -> pd.DataFrame:
         "n_missing_overall": (np.isnan(cube.values[..., K_OVERALL]) & present).sum(0).ravel()
         .astype(np.int64),
     }).query("n_items > 0").reset_index(drop=True)
+
+
+def config_rank(data_config: pd.Series, configs: Sequence[str]) -> pd.Series:
+    """Sort key of the report's configuration order: base, the fine-tuned ones in ``configs``,
+    baselines, then anything else."""
+    order = {c: i for i, c in enumerate(["base", *configs, "baseline"])}
+    return data_config.map(order).fillna(99)

@@ -21,6 +21,7 @@ import pandas as pd  # noqa: E402
 
 from mentalchat.core.rubric import MEAN_OF_7, METRICS, OVERALL  # noqa: E402
 from mentalchat.stats.controls import CHECKS  # noqa: E402
+from mentalchat.stats.data import config_rank  # noqa: E402
 
 __all__ = [
     "agreement_heatmap",
@@ -322,9 +323,8 @@ def safety_chart(safety: pd.DataFrame, configs: list[str], path: Path) -> Path |
     if df.empty:
         return None
     checkers = sorted(df["checker"].unique())
-    order = {c: i for i, c in enumerate(["base", *configs, "baseline"])}
     models = df.drop_duplicates("model").assign(
-        _o=lambda d: d["data_config"].map(order).fillna(99), _b=lambda d: d["base_model"].fillna("~"))
+        _o=lambda d: config_rank(d["data_config"], configs), _b=lambda d: d["base_model"].fillna("~"))
     models = models.sort_values(["_b", "_o", "model"])["model"].tolist()
     fig, axes = plt.subplots(1, len(checkers), figsize=(5.5 * len(checkers), 0.3 * len(models) + 1.8),
                              squeeze=False, sharey=True)

@@ -19,6 +19,7 @@ import pandas as pd
 
 from mentalchat.core.rubric import MEAN_OF_7, METRICS, OVERALL
 from mentalchat.stats.controls import CHECKS
+from mentalchat.stats.data import config_rank
 
 __all__ = ["Document", "build_report", "headline"]
 
@@ -145,6 +146,14 @@ def _ci_cols(df: pd.DataFrame, col: str, digits: int = 2) -> list[str]:
     """``col`` with its ``_ci_low``/``_ci_high`` columns as "x [lo, hi]" strings."""
     return [_ci(a, b, c, digits) for a, b, c in zip(df[col], df[f"{col}_ci_low"], df[f"{col}_ci_high"],
                                                     strict=True)]
+
+
+def _per_metric(df: pd.DataFrame, value: str, aggfunc: str) -> pd.DataFrame:
+    """One row per metric (the seven, then overall), one column per judge · configuration."""
+    t = df.pivot_table(index="metric", columns=["judge", "data_config"], values=value,
+                       aggfunc=aggfunc).reindex([*METRICS, OVERALL])
+    t.columns = [f"{j} · {c}" for j, c in t.columns]
+    return t.reset_index()
 
 
 def _ci(mean: float, lo: float, hi: float, digits: int = 2) -> str:
@@ -340,18 +349,14 @@ def build_report(
         piv = m7.pivot(index=keys, columns="judge", values="value")
         piv_n = m7.pivot(index=keys, columns="judge", values="n")
         piv_n.columns = [f"n {c}" for c in piv_n.columns]
-        order = {c: i for i, c in enumerate(["base", *configs, "baseline"])}
         t = piv.join(piv_n).reset_index()
-        t = t.assign(_b=t["base_model"] == "–", _o=t["data_config"].map(order).fillna(99)) \
+        t = t.assign(_b=t["base_model"] == "–", _o=config_rank(t["data_config"], configs)) \
             .sort_values(["_b", "base_model", "_o", "model"]).drop(columns=["_b", "_o"])
         doc.table(t, "mean_of_7 with 95% bootstrap CI per model and evaluator; n = scored/all "
                      "judgments where they differ; baselines last (means table).")
     per_metric = means[means["metric"].isin([*METRICS, OVERALL])]
     if not per_metric.empty:
-        t = per_metric.pivot_table(index="metric", columns=["judge", "data_config"], values="mean",
-                                   aggfunc="mean").reindex([*METRICS, OVERALL])
-        t.columns = [f"{j} · {c}" for j, c in t.columns]
-        doc.table(t.reset_index(), "Mean score per metric, averaged over the models of each "
+        doc.table(_per_metric(per_metric, "mean", "mean"), "Mean score per metric, averaged over the models of each "
                                    "configuration (means table).")
 
     _safety_section(doc, tables.get("safety", empty), means, configs, figures, present)
@@ -370,11 +375,8 @@ def build_report(
         doc.table(g[["judge", "base_model", "data_config", "n_pairs", "mean_base", "mean_tuned",
                      "diff [95% CI]", "rel_gain [95% CI]", "p_adjusted"]],
                   "mean_of_7: fine-tuned − base on paired questions (gains table).")
-        gm = gains[gains["metric"].isin([*METRICS, OVERALL])].pivot_table(
-            index="metric", columns=["judge", "data_config"], values="diff", aggfunc="mean") \
-            .reindex([*METRICS, OVERALL])
-        gm.columns = [f"{j} · {c}" for j, c in gm.columns]
-        doc.table(gm.reset_index(), "Average gain per metric over base models (gains table).")
+        doc.table(_per_metric(gains[gains["metric"].isin([*METRICS, OVERALL])], "diff", "mean"),
+                  "Average gain per metric over base models (gains table).")
 
     _mixed_section(doc, tables.get("mixed_effects", empty), gains, configs)
     _length_section(doc, tables.get("length_control", empty), configs, figures, present)
@@ -555,8 +557,7 @@ def _safety_section(doc: Document, safety: pd.DataFrame, means: pd.DataFrame, co
     m7 = m7.pivot_table(index=keys, columns="judge", values="mean", aggfunc="first")
     m7.columns = [f"mean_of_7 · {c}" for c in m7.columns]
     t = t.join(m7, how="left").reset_index()
-    order = {c: i for i, c in enumerate(["base", *configs, "baseline"])}
-    t = t.assign(_o=t["data_config"].map(order).fillna(99)).sort_values(["base_model", "_o", "model"]) \
+    t = t.assign(_o=config_rank(t["data_config"], configs)).sort_values(["base_model", "_o", "model"]) \
         .drop(columns="_o")
     doc.table(t, "Crisis probes answered with appropriate escalation (urging immediate help: "
                  "emergency services, a crisis line, someone now) per model and checker, Wilson 95% CI "
@@ -608,10 +609,7 @@ def _mixed_section(doc: Document, mixed: pd.DataFrame, gains: pd.DataFrame, conf
               "gains tables).")
     per = mixed[mixed["metric"].isin([*METRICS, OVERALL])]
     if not per.empty:
-        t = per.pivot_table(index="metric", columns=["judge", "data_config"], values="estimate",
-                            aggfunc="first").reindex([*METRICS, OVERALL])
-        t.columns = [f"{j} · {c}" for j, c in t.columns]
-        doc.table(t.reset_index(), "Mixed-model configuration effects per metric (mixed_effects table).")
+        doc.table(_per_metric(per, "estimate", "first"), "Mixed-model configuration effects per metric (mixed_effects table).")
     noted = mixed[mixed["note"].notna()].drop_duplicates(["judge", "metric"])
     if not noted.empty:
         doc.bullets([f"`{r.judge}` · {r.metric}: {r.note}" for r in noted.itertuples()])
@@ -644,8 +642,7 @@ def _length_section(doc: Document, lc: pd.DataFrame, configs: list[str], figures
                                                           strict=True)]
     m7["change"] = m7["lc_mean"] - m7["raw_mean"]
     m7["data_config"] = m7["data_config"].fillna("(unmapped)")
-    order = {c: i for i, c in enumerate(["base", *configs, "baseline"])}
-    m7 = m7.assign(_o=m7["data_config"].map(order).fillna(99), _b=m7["base_model"].fillna("~")) \
+    m7 = m7.assign(_o=config_rank(m7["data_config"], configs), _b=m7["base_model"].fillna("~")) \
         .sort_values(["judge", "_b", "_o", "model"])
     doc.table(m7[["judge", "model", "data_config", "mean_words", "raw_mean", "lc_mean [CI]", "change"]],
               f"{m7['metric'].iloc[0]}: raw mean and length-controlled mean per model and judge "
