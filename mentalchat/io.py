@@ -19,6 +19,7 @@ from typing import Any
 from mentalchat.errors import InputError, MentalchatError
 
 __all__ = [
+    "check_id_text",
     "atomic_dir",
     "atomic_path",
     "build_lock",
@@ -146,3 +147,20 @@ def iter_jsonl(path: str | Path, *, error: type[Exception] = InputError) -> Iter
             if not isinstance(rec, dict):
                 raise fail(line_no, "expected a JSON object")
             yield line_no, rec
+
+
+def check_id_text(rec: dict[str, Any], path: Path, line: int, seen: dict[str, int]) -> str:
+    """Validate one ``{"id": ..., "text": ...}`` record of an audit file; returns its id as a string.
+
+    ``seen`` maps ids to the line they were first on, so a repeated id names both lines.
+    """
+    if "id" not in rec or rec["id"] is None or isinstance(rec["id"], bool | dict | list):
+        raise InputError.at(path, line, "missing 'id' (a string or a number)")
+    if not isinstance(rec.get("text"), str):
+        what = "missing 'text'" if "text" not in rec else f"'text' must be a string, got {type(rec['text']).__name__}"
+        raise InputError.at(path, line, what)
+    key = str(rec["id"])
+    if key in seen:
+        raise InputError.at(path, line, f"id {key!r} repeats line {seen[key]}")
+    seen[key] = line
+    return key

@@ -22,6 +22,7 @@ from typing import Any
 
 from mentalchat.core.cli import ErrorPolicy, add_config_arguments
 from mentalchat.errors import InputError, InputNotFoundError
+from mentalchat.io import check_id_text
 
 __all__ = ["AuditDoc", "DeidentifyCommand", "read_audit_input"]
 
@@ -62,15 +63,7 @@ def _read_jsonl(path: Path) -> list[AuditDoc]:
             raise InputError.at(path, line_no, f"invalid JSON: {exc.msg}") from None
         if not isinstance(rec, dict):
             raise InputError.at(path, line_no, f"expected a JSON object, got {type(rec).__name__}")
-        if "id" not in rec or rec["id"] is None or isinstance(rec["id"], bool | dict | list):
-            raise InputError.at(path, line_no, "missing 'id' (a string or a number)")
-        if not isinstance(rec.get("text"), str):
-            what = "missing 'text'" if "text" not in rec else f"'text' must be a string, got {type(rec['text']).__name__}"
-            raise InputError.at(path, line_no, what)
-        key = str(rec["id"])
-        if key in seen:
-            raise InputError.at(path, line_no, f"id {key!r} repeats line {seen[key]}")
-        seen[key] = line_no
+        key = check_id_text(rec, path, line_no, seen)
         group = str(rec["transcript"]) if rec.get("transcript") is not None else f"\0{key}"
         doc = docs.setdefault(group, AuditDoc(group))
         doc.ids.append(rec["id"])

@@ -24,7 +24,7 @@ __all__ = ["CrisisCommand", "read_records"]
 
 def read_records(path: str | Path, *, answers: bool = False) -> list[dict[str, Any]]:
     """Every record of a JSONL file, validated: ids unique, ``text`` a string (``message`` too if given)."""
-    from mentalchat.io import iter_jsonl
+    from mentalchat.io import check_id_text, iter_jsonl
 
     path = Path(path)
     if not path.is_file():
@@ -32,17 +32,9 @@ def read_records(path: str | Path, *, answers: bool = False) -> list[dict[str, A
     seen: dict[str, int] = {}
     out: list[dict[str, Any]] = []
     for line, rec in iter_jsonl(path):
-        if "id" not in rec or rec["id"] is None or isinstance(rec["id"], bool | dict | list):
-            raise InputError.at(path, line, "missing 'id' (a string or a number)")
-        if not isinstance(rec.get("text"), str):
-            what = "missing 'text'" if "text" not in rec else f"'text' must be a string, got {type(rec['text']).__name__}"
-            raise InputError.at(path, line, what)
+        check_id_text(rec, path, line, seen)
         if answers and rec.get("message") is not None and not isinstance(rec["message"], str):
             raise InputError.at(path, line, "'message' must be a string (what the client wrote)")
-        key = str(rec["id"])
-        if key in seen:
-            raise InputError.at(path, line, f"id {key!r} repeats line {seen[key]}")
-        seen[key] = line
         out.append(rec)
     if not out:
         raise InputError(f"{path}: no records", path=path)
