@@ -177,6 +177,7 @@ def main() -> int:
     if not args.no_model:
         both = CrisisDetector(CrisisDetectorConfig(layers=["rules", "model"], combine="any",
                                                    model=model_config(args.model, args.backend)))
+        all_of = CrisisDetector(both.cfg.model_copy(update={"combine": "all"}))
     frames, negs, ans_frames, timings = [], [], [], {}
     for split in ("dev", "dev2", "test"):
         msgs = load_messages(split)
@@ -215,11 +216,9 @@ def main() -> int:
                 ans_frames.append(a[a.layer != "rules"].assign(
                     layer=lambda d: d.layer.replace({"combined": "rules+model (any)"})))
             # "all" from the same verdicts: flag only where both layers flag
-            strict = [Detection(bool(d.layers["rules"]) and bool(d.layers["model"]),
-                                tuple(c for c in d.layer_categories["rules"]) if d.layers["model"] else (),
-                                {"rules+model (all)": bool(d.layers["rules"]) and bool(d.layers["model"])})
-                      for d in dets2]
-            frames.append(_relabel(score_messages(msgs, strict, **kw), "rules+model (all)"))
+            strict = [all_of.combined(d) for d in dets2]
+            m = score_messages(msgs, strict, **kw)
+            frames.append(m[m.layer == "combined"].assign(layer="rules+model (all)"))
             unread = sum(d.layers["model"] is None for d in dets2)
             timings[f"model_{split}_unreadable"] = unread
     table = pd.concat(frames, ignore_index=True)

@@ -9,7 +9,7 @@ separately from the same run.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from mentalchat.core.crisis_rules import CRISIS_CATEGORIES, find_crisis, find_escalation
 from mentalchat.safety.config import CrisisDetectorConfig
@@ -89,17 +89,23 @@ class CrisisDetector:
                 cats["model"] = v.categories
                 if v.error:
                     errors.append(f"model: {v.error}")
-            flag = self._combine(list(layers.values()))
-            if not flag:
-                chosen: set[str] = set()
-            elif self.cfg.combine == "any":
-                chosen = {c for name, cs in cats.items() if layers[name] is not False for c in cs}
-            else:
-                sets = [set(cs) for name, cs in cats.items() if layers[name]]
-                chosen = set.intersection(*sets) if sets else set()
-                chosen = chosen or (set(cats.get("rules", ())) or set().union(*sets) if sets else set())
-            out.append(Detection(flag, _ordered(chosen), layers, cats, evidence, tuple(errors)))
+            out.append(self.combined(Detection(False, (), layers, cats, evidence, tuple(errors))))
         return out
+
+    def combined(self, det: Detection) -> Detection:
+        """``det`` with its flag and categories decided from its per-layer verdicts by this
+        detector's ``combine`` (so one run of the layers can be scored under ``any`` and ``all``)."""
+        layers, cats = det.layers, det.layer_categories
+        flag = self._combine(list(layers.values()))
+        if not flag:
+            chosen: set[str] = set()
+        elif self.cfg.combine == "any":
+            chosen = {c for name, cs in cats.items() if layers[name] is not False for c in cs}
+        else:
+            sets = [set(cs) for name, cs in cats.items() if layers[name]]
+            chosen = set.intersection(*sets) if sets else set()
+            chosen = chosen or (set(cats.get("rules", ())) or set().union(*sets) if sets else set())
+        return replace(det, flag=flag, categories=_ordered(chosen))
 
     def _classifier(self):  # noqa: ANN202 - loaded once, on first use
         if self._learned is None:
