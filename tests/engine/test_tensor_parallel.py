@@ -43,6 +43,10 @@ class Probe(runner.EngineActor):
         ranks = ray.get([rank.remote() for _ in range(self.cfg.vllm.tensor_parallel_size)])
         info = {"pg": pg.id.hex() if pg else None, "own_gpus": json.dumps(ray.get_gpu_ids()),
                 "ranks": json.dumps(ranks)}
+        # Every replica records itself at start: Ray Data may hand all rows to the replica that
+        # was ready first, so the rows alone need not show both.
+        with open(os.path.join(PROBE_DIR, f"replica-{os.getpid()}.json"), "w") as f:
+            json.dump(info, f)
 
         class Fake:
             def chat_batch(self, reqs):
@@ -60,21 +64,27 @@ results = runner.run_requests(reqs, cfg, use_ray=True)
 from ray.util.placement_group import placement_group_table
 table = {k: {"state": v["state"], "strategy": v["strategy"], "bundles": list(v["bundles"].values())}
          for k, v in placement_group_table().items()}
+replicas = [json.load(open(os.path.join(PROBE_DIR, n))) for n in sorted(os.listdir(PROBE_DIR))]
 print("RESULT " + json.dumps({"meta": [r.metadata for r in results], "ok": [r.ok for r in results],
-                              "groups": table}))
+                              "replicas": replicas, "groups": table}))
 '''
 
 
 def test_each_tensor_parallel_replica_gets_its_own_group(tmp_path: Path, repo_root: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(repo_root), "RAY_AUTH_MODE": "disabled"}
-    proc = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=600, env=env,
+    probe_dir = tmp_path / "replicas"
+    probe_dir.mkdir()
+    script = f"PROBE_DIR = {str(probe_dir)!r}\n" + SCRIPT
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600, env=env,
                           cwd=tmp_path)
     line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
     assert line, proc.stdout[-3000:] + proc.stderr[-3000:]
     got = json.loads(line[len("RESULT "):])
     assert all(got["ok"]) and len(got["meta"]) == 8
+    assert len(got["replicas"]) == 2  # two replicas started
+    assert all(meta in got["replicas"] for meta in got["meta"])  # every row came from one of them
     by_group: dict[str, set[str]] = {}
-    for meta in got["meta"]:
+    for meta in got["replicas"]:
         assert meta["pg"], "the replica did not run in a placement group"
         assert json.loads(meta["own_gpus"]) == []  # the replica itself holds no GPU
         ranks = json.loads(meta["ranks"])
