@@ -62,7 +62,7 @@ SCORE_MIN: Final[int] = 1
 SCORE_MAX: Final[int] = 10
 
 #: Training-data configurations of the paper's design (``baseline``: third-party models).
-DATA_CONFIGS: Final[tuple[str, ...]] = ("base", "synthetic", "interview", "combined", "baseline")
+DATA_CONFIGS: Final[tuple[str, ...]] = ("base", "synthetic", "interview", "combined", "multiturn", "baseline")
 
 #: One line per metric in our own words; for reports and prompt writers, not a prompt itself.
 METRIC_DESCRIPTIONS: Final[dict[str, str]] = {

@@ -25,6 +25,7 @@ from mentalchat.core.decontamination import DecontaminationConfig
 
 __all__ = [
     "DATA_CONFIGS",
+    "SINGLE_TURN_CONFIGS",
     "CheckpointSettings",
     "DataConfigName",
     "FailureSettings",
@@ -46,8 +47,10 @@ STORAGE_SCHEMES = ("s3", "gs", "gcs", "hdfs", "viewfs", "abfs", "abfss", "file")
 # DeepSpeed keys that train.micro_batch_size / effective_batch_size already decide (HF fills "auto").
 DEEPSPEED_GEOMETRY_KEYS = ("train_micro_batch_size_per_gpu", "gradient_accumulation_steps", "train_batch_size")
 
-DataConfigName = Literal["synthetic", "interview", "combined"]
-DATA_CONFIGS: tuple[str, ...] = ("synthetic", "interview", "combined")
+DataConfigName = Literal["synthetic", "interview", "combined", "multiturn"]
+DATA_CONFIGS: tuple[str, ...] = ("synthetic", "interview", "combined", "multiturn")
+# The default grid: the paper's three single-turn configurations (multiturn needs a dialogues table).
+SINGLE_TURN_CONFIGS: tuple[str, ...] = ("synthetic", "interview", "combined")
 PromptFormat = Literal["auto", "chat_template", "instruction"]
 
 
@@ -208,7 +211,18 @@ class FinetuneConfig(StrictModel):
     """The ``finetune:`` section of a config file."""
 
     models: list[ModelSpec] = Field(min_length=1)
-    data_configs: list[DataConfigName] = Field(default_factory=lambda: list(DATA_CONFIGS), min_length=1)
+    data_configs: list[DataConfigName] = Field(
+        default_factory=lambda: list(SINGLE_TURN_CONFIGS),
+        min_length=1,
+        description="multiturn: every qa_pair of both sources plus the dialogues with split 'train'",
+    )
+    dialogues: str | None = Field(
+        None,
+        description=(
+            "dialogues table (Parquet) for the multiturn configuration; default: dialogues.parquet next to "
+            "the dataset's qa_pairs.parquet"
+        ),
+    )
     grid: dict[str, list[Any]] = Field(
         default_factory=dict,
         description="dotted recipe keys (lora.r, optim.learning_rate, train.micro_batch_size, ...) to cross",
@@ -348,7 +362,8 @@ class FinetuneConfig(StrictModel):
 
     def _grid_target(self, key: str) -> None:
         parts = key.split(".")
-        if parts[0] in ("models", "data_configs", "grid", "tune", "storage_path", "experiment_name"):
+        if parts[0] in ("models", "data_configs", "grid", "tune", "storage_path", "experiment_name",
+                        "dialogues"):
             raise ValueError(f"grid.{key}: {parts[0]} cannot be varied inside the grid")
         node: Any = self
         for part in parts:

@@ -1,14 +1,22 @@
 """Training data for stage 2: data configurations, held-out splits and token encoding.
 
 A data configuration selects rows of the ``qa_pairs`` table by their ``source``: ``synthetic``,
-``interview`` or ``combined`` (both). The held-out split is decided per row by a hash of its id,
-so a row held out of ``synthetic`` is also held out of ``combined`` and no configuration evaluates
-on another's training rows.
+``interview`` or ``combined`` (both); ``multiturn`` is every pair of both sources plus the
+conversations of the ``dialogues`` table with ``split == "train"`` (:func:`with_dialogues`; its
+benchmark dialogues are never trained on), single- and multi-turn rows mixed in one set. The
+held-out split is decided per row by a hash of its id, so a row held out of ``synthetic`` is also
+held out of ``combined`` (and of ``multiturn``) and no configuration evaluates on another's
+training rows.
 
 The dataset is a ``qa_pairs`` Parquet file, a folder holding ``qa_pairs.parquet`` (stage 1's or
 ``mentalchat import-dataset``'s output) or part files, or a MentalChat16K-format CSV/JSONL file read
 by :func:`mentalchat.core.released_data.read_released`. Before splitting, pairs whose input
 near-duplicates a benchmark question are dropped (:func:`decontaminate`, ``finetune.decontamination``).
+
+Dialogues are found as ``dialogues.parquet`` next to the dataset's ``qa_pairs.parquet`` or at
+``finetune.dialogues`` (:func:`find_dialogues`). In the training table a dialogue row carries its
+``messages`` (null for a pair) and the source ``dialogue:<source>``, and its ``input`` is its
+client turns, so decontamination checks every client turn.
 
 Prompts are rendered by :class:`mentalchat.core.prompt_format.PromptFormatter`, the same class the
 answer stage uses, so training and generation agree.
@@ -29,22 +37,35 @@ from mentalchat.core.decontamination import DecontaminationConfig, scan_pairs
 from mentalchat.core.prompt_format import PromptFormatter
 from mentalchat.core.released_data import RELEASED_SUFFIXES, read_released
 from mentalchat.errors import DataError
-from mentalchat.schemas import QA_PAIRS, read_table
+from mentalchat.schemas import DIALOGUES, QA_PAIRS, read_table
 
 __all__ = [
     "DataError",
     "Split",
     "decontaminate",
+    "dialogue_rows",
     "encode_rows",
+    "find_dialogues",
     "load_qa_pairs",
+    "load_training_table",
     "make_splits",
     "select_config",
     "split_table",
+    "with_dialogues",
 ]
 
 log = logging.getLogger(__name__)
 
-SOURCES = {"synthetic": ("synthetic",), "interview": ("interview",), "combined": ("synthetic", "interview")}
+DIALOGUE_PREFIX = "dialogue:"  # source of a dialogue row in the training table: dialogue:<its source>
+SOURCES = {
+    "synthetic": ("synthetic",),
+    "interview": ("interview",),
+    "combined": ("synthetic", "interview"),
+    "multiturn": ("synthetic", "interview", f"{DIALOGUE_PREFIX}synthetic", f"{DIALOGUE_PREFIX}interview"),
+}
+#: Data configurations that train on conversations (their dialogues must be found).
+CONVERSATION_CONFIGS = ("multiturn",)
+DIALOGUES_FILE = "dialogues.parquet"
 
 
 def load_qa_pairs(path: str | Path) -> pa.Table:
@@ -74,6 +95,82 @@ def _released(path: Path) -> pa.Table:
     if not data.pairs:
         raise DataError(f"{path}: no usable pairs ({counts['rows']} rows)", path=path)
     return QA_PAIRS.from_rows(data.pairs)
+
+
+def find_dialogues(dataset: str | Path, explicit: str | Path | None = None) -> Path:
+    """The dialogues table of a multi-turn configuration: ``explicit``, else next to ``qa_pairs.parquet``.
+
+    ``dataset`` is a dataset folder or its ``qa_pairs.parquet`` (what the pipeline hands over);
+    nothing found is a :class:`DataError` that says where it looked and how to point at one.
+    """
+    if explicit is not None:
+        path = Path(explicit).expanduser()
+        if not path.exists():
+            raise DataError(f"finetune.dialogues: {path} not found (the dialogues table for 'multiturn')", path=path)
+        return path
+    dataset = Path(dataset)
+    beside = dataset.is_dir() or dataset.name == "qa_pairs.parquet"  # a dataset folder's layout
+    candidate = (dataset if dataset.is_dir() else dataset.parent) / DIALOGUES_FILE
+    if beside and candidate.is_file():
+        return candidate
+    where = f"looked for {candidate}" if beside else "looked only beside a qa_pairs.parquet or in a dataset folder"
+    raise DataError(
+        f"data configuration 'multiturn' needs a dialogues table: no {DIALOGUES_FILE} next to {dataset} "
+        f"({where}); build the dataset with dialogues or set finetune.dialogues: PATH",
+        path=dataset,
+    )
+
+
+def dialogue_rows(dialogues: pa.Table, *, source: str = "<dialogues>") -> pa.Table:
+    """The training-table rows of the dialogues with ``split == "train"`` (benchmark ones never train).
+
+    Same columns as ``qa_pairs`` plus ``messages``; ``input`` holds the client turns (what
+    decontamination scans), ``output`` the counsellor turns, ``source`` is ``dialogue:<source>``.
+    """
+    train = dialogues.filter(pc.equal(dialogues.column("split"), "train"))
+    if train.num_rows == 0:
+        splits = sorted(set(dialogues.column("split").to_pylist()))
+        raise DataError(
+            f"{source}: data configuration 'multiturn' has no dialogues to train on: {dialogues.num_rows} "
+            f"dialogues, none with split 'train' (splits present: {splits or 'none'})",
+            path=None if source.startswith("<") else source,
+        )
+    cols = train.to_pydict()
+    inputs, outputs = [], []
+    for messages in cols["messages"]:
+        inputs.append("\n\n".join(m["content"] for m in messages if m["role"] == "user"))
+        outputs.append("\n\n".join(m["content"] for m in messages if m["role"] == "assistant"))
+    table = {name: cols[name] for name in QA_PAIRS.columns if name in cols}
+    table.update(input=inputs, output=outputs, source=[DIALOGUE_PREFIX + s for s in cols["source"]])
+    schema = QA_PAIRS.schema.append(DIALOGUES.schema.field("messages").with_nullable(True))
+    return pa.table({**table, "messages": cols["messages"]}, schema=schema)
+
+
+def with_dialogues(pairs: pa.Table, dialogues: pa.Table, *, source: str = "<dialogues>") -> pa.Table:
+    """One training table: every pair (``messages`` null) followed by the training dialogues."""
+    conv = dialogue_rows(dialogues, source=source)
+    pairs = pairs.select(QA_PAIRS.columns).cast(QA_PAIRS.schema)
+    field = conv.schema.field("messages")
+    pairs = pairs.append_column(field, pa.nulls(pairs.num_rows, field.type))
+    return pa.concat_tables([pairs, conv])
+
+
+def load_training_table(
+    dataset: str | Path, data_configs: list[str], *, dialogues: str | Path | None = None
+) -> pa.Table:
+    """The pairs of ``dataset`` and, when a configuration trains on conversations, its training dialogues."""
+    table = load_qa_pairs(dataset)
+    if not any(c in CONVERSATION_CONFIGS for c in data_configs):
+        if dialogues is not None:
+            log.info("finetune.dialogues is set but no data configuration trains on conversations; not read")
+        return table
+    path = find_dialogues(dataset, dialogues)
+    conv = read_table(path, DIALOGUES)
+    table = with_dialogues(table, conv, source=str(path))
+    log.info("%s: %d training dialogues (of %d) join the pairs for %s", path,
+             table.num_rows - sum(1 for s in table.column("source").to_pylist() if not s.startswith(DIALOGUE_PREFIX)),
+             conv.num_rows, ", ".join(c for c in data_configs if c in CONVERSATION_CONFIGS))
+    return table
 
 
 def decontaminate(
@@ -110,6 +207,8 @@ def select_config(table: pa.Table, data_config: str, *, source: str = "<dataset>
         raise DataError(f"{source}: unknown data configuration {data_config!r}; known: {sorted(SOURCES)}")
     wanted = pa.array(list(SOURCES[data_config]))
     out = table.filter(pc.is_in(table.column("source"), value_set=wanted))
+    if data_config not in CONVERSATION_CONFIGS and "messages" in out.column_names:
+        out = out.drop_columns(["messages"])  # a single-turn configuration's table is a plain qa_pairs one
     if out.num_rows == 0:
         present = sorted(set(table.column("source").to_pylist()))
         raise DataError(
@@ -177,9 +276,16 @@ def make_splits(
 def encode_rows(
     formatter: PromptFormatter, table: pa.Table, *, source_max_len: int, target_max_len: int
 ) -> list[dict[str, list[int]]]:
-    """Encode every row of a ``qa_pairs`` table for SFTTrainer (pre-tokenized prompt-completion)."""
+    """Encode every row for SFTTrainer (pre-tokenized ``input_ids`` + ``completion_mask``).
+
+    A ``qa_pairs`` row is one prompt and answer; a row with ``messages`` (a training dialogue) is a
+    whole conversation (:meth:`PromptFormatter.encode_conversation`). Both come out in one shape,
+    so packing and labels treat a mixed set alike.
+    """
+    lens = {"source_max_len": source_max_len, "target_max_len": target_max_len}
     cols = table.select(["instruction", "input", "output"]).to_pydict()
+    messages = table.column("messages").to_pylist() if "messages" in table.column_names else [None] * table.num_rows
     return [
-        formatter.encode(i, x, o, source_max_len=source_max_len, target_max_len=target_max_len)
-        for i, x, o in zip(cols["instruction"], cols["input"], cols["output"], strict=True)
+        formatter.encode(i, x, o, **lens) if m is None else formatter.encode_conversation(i, m, **lens)
+        for i, x, o, m in zip(cols["instruction"], cols["input"], cols["output"], messages, strict=True)
     ]

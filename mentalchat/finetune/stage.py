@@ -26,6 +26,8 @@ examples:
 
 --dataset is a qa_pairs Parquet file, a dataset folder (stage 1's or import-dataset's output: its
 qa_pairs.parquet is used) or a MentalChat16K-format CSV/JSONL file (instruction, input, output).
+The multiturn data configuration adds the dialogues with split 'train' (dialogues.parquet next to
+qa_pairs.parquet, or dialogues=PATH) to every pair, trained with the loss on counsellor turns.
 Pairs whose input near-duplicates a benchmark question are dropped before splitting
 (decontamination.against: benchmark = --questions, else the bundled sample questions; pool; or a
 file) and listed in <output>/decontamination.json. Overrides are dotted keys
@@ -41,6 +43,9 @@ elsewhere). Running the same command again resumes an interrupted run."""
         from mentalchat.core.decontamination import reference_path
 
         out = {"dataset": ctx.upstream_key("dataset", ctx.dataset_file())}
+        dialogues = _dialogues_input(cfg, ctx)
+        if dialogues is not None:
+            out["dialogues"] = ctx.fingerprint(dialogues)
         if cfg.decontamination.enabled:
             out["decontamination"] = ctx.fingerprint(reference_path(cfg.decontamination, ctx.questions_path()))
         return out
@@ -98,3 +103,19 @@ def _removed(folder: Path) -> int | None:
 
     report = folder / "decontamination.json"
     return json.loads(report.read_text(encoding="utf-8"))["removed"] if report.is_file() else None
+
+
+def _dialogues_input(cfg: FinetuneConfig, ctx: StageContext) -> Path | None:
+    """The dialogues a multiturn run reads that no upstream key covers: the configured file, or the one
+    beside an external dataset (the dataset stage's own dialogues are in its key already)."""
+    from mentalchat.finetune.data import CONVERSATION_CONFIGS, DIALOGUES_FILE
+
+    if not any(c in CONVERSATION_CONFIGS for c in cfg.data_configs):
+        return None
+    if cfg.dialogues:
+        return Path(cfg.dialogues).expanduser()
+    dataset = ctx.dataset_file()
+    if ctx.runs("dataset") or dataset is None:
+        return None
+    beside = (dataset if dataset.is_dir() else dataset.parent) / DIALOGUES_FILE
+    return beside if beside.is_file() else None

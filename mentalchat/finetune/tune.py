@@ -31,7 +31,7 @@ from mentalchat.config import ConfigError
 from mentalchat.core.resources import ACCELERATOR_PREFIX, Ask, ClusterShape, ensure_fits
 from mentalchat.errors import MentalchatError
 from mentalchat.finetune.config import FinetuneConfig, TrialSpec
-from mentalchat.finetune.data import Split, decontaminate, load_qa_pairs, make_splits
+from mentalchat.finetune.data import Split, decontaminate, load_training_table, make_splits
 from mentalchat.finetune.models import check_model
 from mentalchat.finetune.recipe import gradient_accumulation
 from mentalchat.finetune.train_loop import ADAPTER_META, PROGRESS_FILE, train_worker, worker_env
@@ -131,8 +131,8 @@ def plan_experiment(
     dataset = Path(dataset)
     output = Path(output).expanduser().resolve()
     t = cfg.train
-    table, decon = decontaminate(load_qa_pairs(dataset), cfg.decontamination, benchmark=benchmark,
-                                 source=str(dataset))
+    pairs = load_training_table(dataset, list(cfg.data_configs), dialogues=cfg.dialogues)
+    table, decon = decontaminate(pairs, cfg.decontamination, benchmark=benchmark, source=str(dataset))
     splits = make_splits(
         dataset, list(cfg.data_configs), eval_fraction=t.eval_fraction, eval_max_rows=t.eval_max_rows, seed=t.seed,
         table=table,

@@ -82,3 +82,39 @@ def write_released_csv(path: Path, *, n: int = 24, extra: list[tuple[str, str]] 
         writer.writerow(["instruction", "input", "output"])
         writer.writerows([RELEASED_INSTRUCTION, i, o] for i, o in [*pairs, *extra])
     return path
+
+
+_FOLLOW_UPS = [
+    "I tried that for a few days and it helped a little, but the worry came back on Sunday",
+    "my friend said I should just ignore it, and now I feel silly for asking",
+    "it got worse after a phone call with my sister last night",
+    "I wrote the worries down like you said and there were more than I expected",
+]
+
+
+def dialogue_rows(n_train: int = 12, n_benchmark: int = 2, *, turns: tuple[int, ...] = (2, 3)) -> list[dict]:
+    """Fictional ``dialogues`` rows (client and counsellor turns alternating): ``n_train`` with split
+    ``train`` then ``n_benchmark`` with split ``benchmark``; turn counts cycle through ``turns``."""
+    rows = []
+    for i in range(n_train + n_benchmark):
+        n = turns[i % len(turns)]
+        messages = []
+        for k in range(n):
+            client = (f"Lately {_WORRIES[(i + k) % len(_WORRIES)]}." if k == 0 else
+                      f"Thank you. {_FOLLOW_UPS[(i + k) % len(_FOLLOW_UPS)].capitalize()}.")
+            answer = " ".join(_REPLIES[(i + k + j) % len(_REPLIES)] for j in range(1 + (i + k) % 2))
+            messages += [{"role": "user", "content": client}, {"role": "assistant", "content": answer}]
+        source = "interview" if i % 2 else "synthetic"
+        rid = hashlib.sha256(f"dialogue:{i}:{messages}".encode()).hexdigest()[:16]
+        rows.append({
+            "id": rid, "instruction": INSTRUCTION, "messages": messages, "n_turns": n, "source": source,
+            "topic": "anxiety" if i % 2 else "relationships",
+            "page_ref": f"t{i:03d}:1-2" if source == "interview" else None,
+            "split": "train" if i < n_train else "benchmark", "generator_model": "fixture",
+            "prompt_version": "fixture-v1", "crisis_flag": False,
+        })
+    return rows
+
+
+def write_dialogues(path: Path, **kw: int) -> Path:
+    return write_table(get_table("dialogues").from_rows(dialogue_rows(**kw)), path, "dialogues")
