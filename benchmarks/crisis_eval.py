@@ -200,25 +200,23 @@ def main() -> int:
         dets_d = default.detect(texts)
         timings[f"rules+classifier_{split}_messages_per_s"] = round(len(texts) / (time.perf_counter() - t), 1)
         m = score_messages(msgs, dets_d, **kw)
-        frames.append(m[m.layer != "rules"].assign(layer=lambda d: d.layer.replace({"combined": DEFAULT})))
-        negs.append(false_flags(msgs, dets_d).query("layer != 'rules'")
-                    .assign(split=split, layer=lambda d: d.layer.replace({"combined": DEFAULT})))
+        frames.append(_relabel(m[m.layer != "rules"], DEFAULT))
+        negs.append(_relabel(false_flags(msgs, dets_d).query("layer != 'rules'"), DEFAULT).assign(split=split))
         if both is not None:
             t = time.perf_counter()
             dets2 = both.detect(texts)
             checks2 = both.check_answers(a_texts, a_ctx) if answers else []
             timings[f"model_{split}_s"] = round(time.perf_counter() - t, 1)
             m = score_messages(msgs, dets2, **kw)
-            frames.append(m[m.layer != "rules"].assign(layer=lambda d: d.layer.replace({"combined": "rules+model (any)"})))
+            frames.append(_relabel(m[m.layer != "rules"], "rules+model (any)"))
             negs.append(false_flags(msgs, dets2).query("layer != 'rules'").assign(split=split))
             if answers:
                 a = score_answers(answers, checks2, **kw)
-                ans_frames.append(a[a.layer != "rules"].assign(
-                    layer=lambda d: d.layer.replace({"combined": "rules+model (any)"})))
+                ans_frames.append(_relabel(a[a.layer != "rules"], "rules+model (any)"))
             # "all" from the same verdicts: flag only where both layers flag
             strict = [all_of.combined(d) for d in dets2]
             m = score_messages(msgs, strict, **kw)
-            frames.append(m[m.layer == "combined"].assign(layer="rules+model (all)"))
+            frames.append(_relabel(m[m.layer == "combined"], "rules+model (all)"))
             unread = sum(d.layers["model"] is None for d in dets2)
             timings[f"model_{split}_unreadable"] = unread
     table = pd.concat(frames, ignore_index=True)
