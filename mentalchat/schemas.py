@@ -222,14 +222,49 @@ REJECTS = register_table(
     )
 )
 
+DIALOGUES = register_table(
+    TableSpec(
+        name="dialogues",
+        version=1,
+        description=(
+            "Multi-turn counselling conversations (client/counsellor turns, de-identified with the same "
+            "placeholders in every turn) in the chat 'messages' format HF datasets loads, plus provenance."
+        ),
+        schema=_schema(
+            ("id", pa.string(), False),  # content hash of the messages
+            ("instruction", pa.string(), False),  # the system turn used in training and answering
+            (
+                "messages",
+                pa.list_(pa.struct([pa.field("role", pa.string(), nullable=False),
+                                    pa.field("content", pa.string(), nullable=False)])),
+                False,
+            ),  # user/assistant alternating, first user, last assistant
+            ("n_turns", pa.int32(), False),  # client turns (= counsellor turns)
+            ("source", pa.string(), False),  # interview | synthetic
+            ("topic", pa.string(), True),
+            ("page_ref", pa.string(), True),  # "<transcript_id>:<first page>-<last page>" for interview dialogues
+            ("split", pa.string(), False),  # train | benchmark (held out of training, becomes questions)
+            ("generator_model", pa.string(), False),
+            ("prompt_version", pa.string(), False),
+            ("crisis_flag", pa.bool_(), False),  # any client turn flagged
+            ("crisis_turns", pa.string(), True),  # comma-joined 1-based client turns flagged
+            ("crisis_categories", pa.string(), True),  # comma-joined categories when flagged
+            ("crisis_escalated", pa.bool_(), True),  # a counsellor turn at or after the first flagged one escalates; null when not flagged
+        ),
+    )
+)
+
 # ---------------------------------------------------------------------------------------------
 # Stage 3: answers (mentalchat.generate)
 # ---------------------------------------------------------------------------------------------
 ANSWERS = register_table(
     TableSpec(
         name="answers",
-        version=1,
-        description="One answer per (question, model) from a base model or an adapter.",
+        version=2,
+        description=(
+            "One answer per (question, model) from a base model or an adapter; a multi-turn question has "
+            "one row per turn, each answered with the model's own earlier answers in context."
+        ),
         schema=_schema(
             ("question_id", pa.string(), False),
             ("model_id", pa.string(), False),
@@ -242,6 +277,7 @@ ANSWERS = register_table(
             ("engine", pa.string(), True),
             ("params", pa.string(), True),  # JSON sampling parameters
             ("prompt_format", pa.string(), True),
+            ("turn", pa.int32(), True),  # 1-based turn of a multi-turn question; null for a single-turn one
         ),
     )
 )
@@ -252,8 +288,11 @@ ANSWERS = register_table(
 JUDGMENTS = register_table(
     TableSpec(
         name="judgments",
-        version=1,
-        description="One row per (question, model, judge, metric); human ratings use judge 'human:<rater>'.",
+        version=2,
+        description=(
+            "One row per (question, model, judge, metric[, turn]); human ratings use judge 'human:<rater>'. "
+            "Multi-turn questions: turn 1..n grades that turn on the 7 metrics, turn 0 the whole conversation."
+        ),
         schema=_schema(
             ("question_id", pa.string(), False),
             ("model", pa.string(), False),
@@ -273,6 +312,7 @@ JUDGMENTS = register_table(
             ("latency_s", pa.float64(), True),
             ("attempts", pa.int32(), True),
             ("error", pa.string(), True),
+            ("turn", pa.int32(), True),  # null: single-turn; 1..n: that turn; 0: the whole conversation
         ),
     )
 )
