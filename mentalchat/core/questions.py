@@ -2,6 +2,10 @@
 
 Both the answer and the judge stages read questions through :func:`load_questions`, so a question id
 means the same thing in every table (ids are strings: FastChat's integer ids become ``"1"``).
+
+A question has one or more client turns (FastChat's ``turns: [t1, t2, ...]``, or a Parquet list
+column ``turns``); one file may mix single- and multi-turn questions. A multi-turn question is
+answered turn by turn with the model's own earlier answers in context (see ``generate/run.py``).
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from pathlib import Path
 
 from mentalchat.errors import MentalchatError
 
-__all__ = ["Question", "QuestionError", "bundled_questions", "load_questions"]
+__all__ = ["Question", "QuestionError", "bundled_multiturn_questions", "bundled_questions", "load_questions"]
 
 
 def bundled_questions() -> Path:
@@ -21,15 +25,51 @@ def bundled_questions() -> Path:
     return Path(str(resources.files("mentalchat") / "data" / "samples" / "questions.jsonl"))
 
 
+def bundled_multiturn_questions() -> Path:
+    """Four two-turn counselling questions written for the project (FastChat format, ids ``mt1``..``mt4``):
+    turn 2 tests memory of a turn-1 detail, or brings in risk that turn 1 did not show (escalation)."""
+    return Path(str(resources.files("mentalchat") / "data" / "samples" / "questions_multiturn.jsonl"))
+
+
 class QuestionError(MentalchatError, ValueError):
     """A question file that cannot be used; the message names the file and line (or row)."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Question:
+    """A benchmark question: its client turns (one for a single-turn question) and category.
+
+    ``text`` is the first turn, so code that only knows single-turn questions keeps working; code
+    for which only single-turn text makes sense checks :attr:`is_multi_turn`.
+    """
+
     question_id: str
-    text: str
+    turns: tuple[str, ...]
     category: str | None = None
+
+    def __init__(self, question_id: str, text: str | None = None, category: str | None = None, *,
+                 turns: tuple[str, ...] | list[str] | None = None) -> None:
+        if turns is None:
+            if text is None:
+                raise TypeError("Question needs text or turns")
+            turns = (text,)
+        turns = tuple(turns)
+        if not turns:
+            raise TypeError("Question needs at least one turn")
+        if text is not None and text != turns[0]:
+            raise TypeError("Question: text must equal the first turn")
+        object.__setattr__(self, "question_id", question_id)
+        object.__setattr__(self, "turns", turns)
+        object.__setattr__(self, "category", category)
+
+    @property
+    def text(self) -> str:
+        """The first client turn (the whole question when single-turn)."""
+        return self.turns[0]
+
+    @property
+    def is_multi_turn(self) -> bool:
+        return len(self.turns) > 1
 
 
 def _from_record(rec: object, where: str) -> Question:
@@ -40,19 +80,22 @@ def _from_record(rec: object, where: str) -> Question:
         raise QuestionError(f"{where}: missing question_id")
     if rec.get("turns") is not None:
         turns = rec["turns"]
+        if isinstance(turns, tuple):
+            turns = list(turns)
         if not isinstance(turns, list) or not turns or not all(isinstance(t, str) for t in turns):
             raise QuestionError(f"{where}: 'turns' must be a non-empty list of strings")
-        if len(turns) > 1:
-            raise QuestionError(f"{where}: question {qid} has {len(turns)} turns; only single-turn is supported")
-        text = turns[0]
     else:
         text = rec.get("question", rec.get("text"))
         if not isinstance(text, str):
             raise QuestionError(f"{where}: needs 'turns' (FastChat) or a 'question' string")
-    if not text.strip():
-        raise QuestionError(f"{where}: question {qid} is empty")
+        turns = [text]
+    for k, turn in enumerate(turns, 1):
+        if not turn.strip():
+            if len(turns) == 1:
+                raise QuestionError(f"{where}: question {qid} is empty")
+            raise QuestionError(f"{where}: question {qid}: turn {k} of {len(turns)} is empty")
     category = rec.get("category")
-    return Question(question_id=str(qid), text=text, category=None if category is None else str(category))
+    return Question(question_id=str(qid), turns=tuple(turns), category=None if category is None else str(category))
 
 
 def _load_jsonl(path: Path) -> list[Question]:
@@ -62,7 +105,11 @@ def _load_jsonl(path: Path) -> list[Question]:
         records = read_questions(path)
     except FastChatFormatError as exc:
         raise QuestionError(str(exc)) from None
-    return [_from_record(rec, f"{path}: question {rec['question_id']}") for rec in records]
+    from mentalchat.core.fastchat import read_jsonl
+
+    # read_questions has checked the ids; map them back to their lines so errors name file and line
+    lines = {str(rec.get("question_id")): n for n, rec in read_jsonl(path)}
+    return [_from_record(rec, f"{path}:{lines[rec['question_id']]}") for rec in records]
 
 
 def _load_parquet(path: Path) -> list[Question]:

@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from mentalchat.core.questions import QuestionError, load_questions
+from mentalchat.core.questions import Question, QuestionError, bundled_multiturn_questions, load_questions
 
 
 def test_fastchat_jsonl_and_parquet_agree(tmp_path: Path) -> None:
@@ -30,8 +30,10 @@ def test_fastchat_jsonl_and_parquet_agree(tmp_path: Path) -> None:
     [
         (['{"question_id": 1, "turns": ["a"]}', "{not json"], r"q\.jsonl:2: invalid JSON"),
         (['{"question_id": 1, "turns": ["a"]}', '{"question_id": 1, "turns": ["b"]}'], r"q\.jsonl:2: .*repeats"),
-        (['{"question_id": 1, "turns": ["a", "b"]}'], r"2 turns; only single-turn"),
-        (['{"question_id": 1, "turns": ["  "]}'], r"question 1 is empty"),
+        (['{"question_id": 1, "turns": ["a"]}', '{"question_id": 2, "turns": ["a", " "]}'],
+         r"q\.jsonl:2: question 2: turn 2 of 2 is empty"),
+        (['{"question_id": 1, "turns": ["a", 3]}'], r"q\.jsonl:1: turns must be a non-empty list of strings"),
+        (['{"question_id": 1, "turns": ["  "]}'], r"q\.jsonl:1: question 1 is empty"),
         (['{"turns": ["a"]}'], r"q\.jsonl:1: missing field"),
     ],
 )
@@ -57,3 +59,38 @@ def test_the_benchmark_questions(shared_data: Path) -> None:
     questions = load_questions(shared_data / "eval" / "question.jsonl")
     assert len(questions) == 200 and questions[0].question_id == "1"
     assert all(q.text.strip() for q in questions)
+
+
+def test_multi_turn_questions_mixed_with_single_turn(tmp_path: Path) -> None:
+    """FastChat's two-turn lines and the dataset stage's multi-turn benchmark lines load next to single-turn ones."""
+    jsonl = tmp_path / "q.jsonl"
+    jsonl.write_text("\n".join([
+        json.dumps({"question_id": 81, "category": "writing", "turns": ["Write a post.", "Rewrite it."],
+                    "reference": ["x", "y"]}),  # MT-bench's shape (reference answers are ignored)
+        json.dumps({"question_id": "s1", "turns": ["One question."]}),
+        json.dumps({"question_id": "mt-0a1b2c3d4e", "category": "interview", "turns": ["t1", "t2", "t3"]}),
+    ]) + "\n")
+    a, b, c = load_questions(jsonl)
+    assert a.turns == ("Write a post.", "Rewrite it.") and a.text == "Write a post." and a.is_multi_turn
+    assert a.question_id == "81" and a.category == "writing"
+    assert b.turns == ("One question.",) and not b.is_multi_turn and b == Question("s1", "One question.")
+    assert c.turns == ("t1", "t2", "t3") and c.category == "interview"
+    parquet = tmp_path / "q.parquet"
+    pq.write_table(pa.table({"question_id": ["81", "s1"], "turns": [["Write a post.", "Rewrite it."], ["One question."]],
+                             "category": ["writing", None]}), parquet)
+    assert load_questions(parquet)[:2] == [Question("81", turns=a.turns, category="writing"), b]
+    pq.write_table(pa.table({"question_id": ["1", "2"], "turns": [["a"], ["b", ""]]}), parquet)
+    with pytest.raises(QuestionError, match=r"q\.parquet: row 1: question 2: turn 2 of 2 is empty"):
+        load_questions(parquet)
+
+
+def test_bundled_multiturn_questions() -> None:
+    """Two turns each; the escalation item discloses risk only in turn 2 (the crisis rules agree)."""
+    from mentalchat.core.crisis_rules import find_crisis
+
+    questions = load_questions(bundled_multiturn_questions())
+    assert [q.question_id for q in questions] == ["mt1", "mt2", "mt3", "mt4"]
+    assert all(len(q.turns) == 2 and q.category for q in questions)
+    flagged = {q.question_id: [bool(find_crisis(t)) for t in q.turns] for q in questions}
+    assert flagged["mt2"] == [False, True]
+    assert sum(f[0] for f in flagged.values()) == 0  # no first turn shows risk
