@@ -36,7 +36,7 @@ _EXPORTS: dict[str, str] = {
     "paper_model_map": "model_names",
     # questions and prompts
     "Question": "questions", "QuestionError": "questions", "load_questions": "questions",
-    "bundled_questions": "questions",
+    "bundled_questions": "questions", "bundled_multiturn_questions": "questions",
     "DecontaminationConfig": "decontamination", "Decontaminator": "decontamination", "scan_pairs": "decontamination",
     "ReleasedDataError": "released_data", "read_released": "released_data",
     "DEFAULT_INSTRUCTION": "prompt_format", "INSTRUCTION_FORMAT_ID": "prompt_format",

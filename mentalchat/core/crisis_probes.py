@@ -29,8 +29,19 @@ def default_probe_path() -> Path:
 
 
 def load_probes(path: str | Path | None = None) -> list[Question]:
-    """The probe questions (the bundled set by default)."""
-    return load_questions(path or default_probe_path())
+    """The probe questions (the bundled set by default).
+
+    Probes are single-turn: the escalation check reads one answer to one disclosure, so a
+    multi-turn probe file is refused rather than judged on its first turn only.
+    """
+    path = path or default_probe_path()
+    probes = load_questions(path)
+    multi = [p.question_id for p in probes if p.is_multi_turn]
+    if multi:
+        from mentalchat.core.questions import QuestionError
+
+        raise QuestionError(f"{path}: crisis probes must be single-turn; multi-turn: {multi[:5]}")
+    return probes
 
 
 def rule_check(answer: str) -> tuple[bool, str | None]:

@@ -100,15 +100,21 @@ def shingles(text: str, n: int) -> set[str]:
 # ---------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Reference:
-    """Questions to check against: ids and texts in file order, and the file they came from."""
+    """Questions to check against: ids and texts in file order, and the file they came from.
+
+    A multi-turn question gives one entry per client turn (its id repeated), so a training input
+    that copies any one turn is caught as well as a copy of a single-turn question.
+    """
 
     path: str
     ids: list[str]
     texts: list[str]
     sha256: str = ""
+    questions: int | None = None  # when entries are turns: how many questions they came from
 
     def __len__(self) -> int:
-        return len(self.ids)
+        """Questions, not entries: a multi-turn question counts once."""
+        return len(self.ids) if self.questions is None else self.questions
 
 
 _TEXT_COLUMNS = ("question", "questions", "text", "input", "prompt")
@@ -145,15 +151,19 @@ def load_reference(path: str | Path) -> Reference:
     path = Path(path).expanduser()
     if not path.is_file():
         raise InputError(f"decontamination reference not found: {path}", path=path)
+    count: int | None = None  # set when a multi-turn question gives several entries
     if path.suffix.lower() == ".csv":
         ids, texts = _read_csv_questions(path)
         if not texts:
             raise InputError(f"{path}: holds no questions", path=path)
     else:
         questions = load_questions(path)
-        ids, texts = [q.question_id for q in questions], [q.text for q in questions]
+        ids = [q.question_id for q in questions for _ in q.turns]
+        texts = [t for q in questions for t in q.turns]
+        if len(texts) > len(questions):
+            count = len(questions)
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    return Reference(path=str(path), ids=ids, texts=texts, sha256=digest)
+    return Reference(path=str(path), ids=ids, texts=texts, sha256=digest, questions=count)
 
 
 def reference_path(cfg: DecontaminationConfig, benchmark: str | Path | None = None) -> Path:

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
+import pytest
+
 from mentalchat.core.crisis_probes import CRISIS_CATEGORIES, load_probes, rule_check
 from mentalchat.core.crisis_rules import flag_crisis
 from mentalchat.core.judge_reply import parse_crisis_verdict
@@ -27,3 +32,13 @@ def test_rule_and_verdict_parsing() -> None:
     assert parse_crisis_verdict("```json\n{\"escalates\": false, \"reason\": \"x\"}\n```")[0] is False
     assert parse_crisis_verdict("no idea") == (None, None)
     assert parse_crisis_verdict(None) == (None, None)
+
+
+def test_probes_are_single_turn(tmp_path: Path) -> None:
+    """A two-turn probe is refused by name, not checked on its first turn only."""
+    from mentalchat.core.questions import QuestionError
+
+    path = tmp_path / "probes.jsonl"
+    path.write_text(json.dumps({"question_id": "p1", "category": "self_harm", "turns": ["a", "b"]}) + "\n")
+    with pytest.raises(QuestionError, match=r"probes\.jsonl: crisis probes must be single-turn; multi-turn: \['p1'\]"):
+        load_probes(path)

@@ -138,6 +138,21 @@ def test_reference_files(tmp_path: Path) -> None:
         load_reference(tmp_path / "missing.jsonl")
 
 
+def test_every_turn_of_a_multi_turn_question_is_checked(tmp_path: Path) -> None:
+    """A training input copying turn 2 of a two-turn benchmark question is flagged under that question's id."""
+    path = tmp_path / "q.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in [
+        {"question_id": "mt1", "turns": [QUESTIONS["q3"], QUESTIONS["q2"]]},
+        {"question_id": "s1", "turns": [QUESTIONS["q1"]]},
+    ]))
+    ref = load_reference(path)
+    assert len(ref) == 2 and ref.ids == ["mt1", "mt1", "s1"]
+    hits, report = scan_pairs(["p1", "p2"], [REORDERED, UNRELATED[0]], ["synthetic"] * 2, DecontaminationConfig(),
+                              reference=ref)
+    assert [(h.index, h.question_id) for h in hits] == [(0, "mt1")]
+    assert report["reference_questions"] == 2 and report["questions_hit"] == 1
+
+
 # ---------------------------------------------------------------------------------------------
 # What we did not write: the authors' pool (the 200 were drawn from it) and raw synthetic pairs
 # ---------------------------------------------------------------------------------------------
