@@ -62,6 +62,12 @@ class PipelineConfig(StrictModel):
         description="benchmark questions (FastChat question.jsonl or Parquet); 'bundled' = the ten sample "
         "questions shipped with the package. Relative paths are taken from the current directory.",
     )
+    multi_turn_questions: list[str] = Field(
+        default_factory=list,
+        description="multi-turn question files answered and judged with the benchmark questions: 'bundled' "
+        "(the two-turn samples shipped with the package), 'dataset' (the dataset stage's held-out "
+        "multiturn_benchmark.jsonl) or a FastChat question.jsonl path",
+    )
     dirs: StageDirs = Field(default_factory=StageDirs)
     transcripts: str | None = Field(None, description="transcript folder; overrides dataset.interview.transcripts")
     dataset: str | None = Field(
@@ -97,3 +103,21 @@ class PipelineConfig(StrictModel):
         if not path.is_file():
             raise ConfigError(f"pipeline.questions: file not found: {path}")
         return path
+
+    def multi_turn_paths(self, dataset_folder: Path | None) -> list[Path]:
+        """The multi-turn question files that exist now ('dataset' only once that stage has written it)."""
+        from mentalchat.core.questions import bundled_multiturn_questions
+
+        out = []
+        for entry in self.multi_turn_questions:
+            if entry == "bundled":
+                out.append(bundled_multiturn_questions())
+            elif entry == "dataset":
+                if dataset_folder is not None and (dataset_folder / "multiturn_benchmark.jsonl").is_file():
+                    out.append(dataset_folder / "multiturn_benchmark.jsonl")
+            else:
+                path = Path(entry).expanduser()
+                if not path.is_file():
+                    raise ConfigError(f"pipeline.multi_turn_questions: file not found: {path}")
+                out.append(path)
+        return out

@@ -100,6 +100,9 @@ def _check_inputs(plan: PipelinePlan) -> None:
     stages = set(p.stages)
     if stages & {"generate", "judge"}:
         p.questions_path()
+        p.multi_turn_paths(None)
+        if "dataset" in p.multi_turn_questions and "dataset" not in stages and not p.dataset:
+            raise ConfigError("pipeline.multi_turn_questions: 'dataset' needs the dataset stage or pipeline.dataset")
     if "finetune" in stages and "dataset" not in stages and not p.dataset:
         raise ConfigError("pipeline: finetune without the dataset stage needs pipeline.dataset (a qa_pairs file)")
     if "judge" in stages and "generate" not in stages:
@@ -217,7 +220,8 @@ class _Context:
         return fingerprint(path)
 
     def questions_path(self) -> Path:
-        return self._driver.p.questions_path()
+        """The benchmark questions; with multi-turn files, one merged file inside the run's output."""
+        return self._driver.questions_path()
 
     def dataset_file(self) -> Path | None:
         p = self._driver.p
@@ -247,6 +251,50 @@ class _Driver:
         self.keys: dict[str, str] = {}
         self.started_ray = False
         self.ray_seconds = 0.0
+
+    def dataset_folder(self) -> Path | None:
+        if "dataset" in self.p.stages:
+            return self.folder("dataset")
+        if self.p.dataset and Path(self.p.dataset).expanduser().is_dir():
+            return Path(self.p.dataset).expanduser()
+        return None
+
+    def questions_path(self) -> Path:
+        """The benchmark file, or (with ``pipeline.multi_turn_questions``) ``<output>/questions.jsonl``.
+
+        Why one merged file: generate, judge and decontamination all read one question file, so the
+        multi-turn questions reach them without a second option in each stage. The file is rewritten
+        only when its content changes, so its fingerprint (and the stages' keys) stays stable.
+        """
+        main = self.p.questions_path()
+        extra = self.p.multi_turn_paths(self.dataset_folder())
+        if not extra:
+            return main
+        from mentalchat.core.questions import QuestionError, load_questions
+
+        lines, seen = [], {}
+        for path in [main, *extra]:
+            for q in load_questions(path):
+                if q.question_id in seen:
+                    raise QuestionError(
+                        f"{path}: question_id {q.question_id!r} is also in {seen[q.question_id]}; "
+                        "multi-turn ids must differ from the benchmark's"
+                    )
+                seen[q.question_id] = path
+                rec: dict[str, Any] = {"question_id": q.question_id}
+                if q.category is not None:
+                    rec["category"] = q.category
+                rec["turns"] = list(q.turns)
+                lines.append(json.dumps(rec, ensure_ascii=False))
+        target = self.output / "questions.jsonl"
+        text = "\n".join(lines) + "\n"
+        if not target.is_file() or target.read_text(encoding="utf-8") != text:
+            from mentalchat.io import atomic_path
+
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_path(target) as tmp:
+                Path(tmp).write_text(text, encoding="utf-8")
+        return target
 
     # -- state ---------------------------------------------------------------------------------
     def _read_state(self) -> dict[str, Any]:
