@@ -133,8 +133,10 @@ def read_questions(path: str | Path) -> list[dict[str, Any]]:
         if qid in seen:
             raise FastChatFormatError(f"{where}: question_id {qid} repeats line {seen[qid]}")
         seen[qid] = line_no
-        out.append({"question_id": qid, "category": rec.get("category"), "turns": turns,
-                    "question": turns[0]})
+        q = {"question_id": qid, "category": rec.get("category"), "turns": turns, "question": turns[0]}
+        if rec.get("reference") is not None:  # MT-bench's reference answers (math, reasoning, coding)
+            q["reference"] = rec["reference"]
+        out.append(q)
     return out
 
 
@@ -143,20 +145,30 @@ def write_questions(questions: Iterable[Mapping[str, Any]], path: str | Path) ->
     records = []
     for q in questions:
         turns = q.get("turns") or [q["question"]]
-        records.append({"question_id": _qid_out(str(q["question_id"])),
-                        "category": q.get("category") or "generic", "turns": list(turns)})
+        rec = {"question_id": _qid_out(str(q["question_id"])),
+               "category": q.get("category") or "generic", "turns": list(turns)}
+        if q.get("reference") is not None:
+            rec["reference"] = list(q["reference"])
+        records.append(rec)
     return _write_jsonl(Path(path), records)
 
 
 # ---------------------------------------------------------------------------------------------
 # Answers
 # ---------------------------------------------------------------------------------------------
-def read_model_answers(path: str | Path, model_map: ModelMapConfig | None = None) -> pa.Table:
+def read_model_answers(
+    path: str | Path, model_map: ModelMapConfig | None = None, *, questions: Iterable[Mapping[str, Any]] | None = None
+) -> pa.Table:
     """Read a ``model_answer`` folder (or one file) into an ``answers`` table.
 
     The model name is the file's stem, as in FastChat; ``model_map`` fills ``base_model`` and
-    ``data_config`` (left null for unmapped names).
+    ``data_config`` (left null for unmapped names). An answer with several turns (MT-bench's
+    two-turn questions) gives one row per turn (``turn`` 1..n); a one-turn answer is a single-turn
+    row (``turn`` null) unless ``questions`` (:func:`read_questions` records) say its question has
+    more turns: then it is turn 1 of a conversation whose later turns are missing. With
+    ``questions``, an answer with more turns than its question is an error.
     """
+    n_turns = {str(q["question_id"]): len(q.get("turns") or [q.get("question")]) for q in questions or ()}
     rows: list[dict[str, Any]] = []
     for file in _jsonl_files(path):
         model = file.stem
@@ -172,41 +184,72 @@ def read_model_answers(path: str | Path, model_map: ModelMapConfig | None = None
             turns = choices[0].get("turns")
             if not isinstance(turns, list) or not turns or not all(isinstance(t, str) for t in turns):
                 raise FastChatFormatError(f"{where}: choices[0].turns must be a list of strings")
-            if len(turns) > 1:
+            if qid in n_turns and len(turns) > n_turns[qid]:
                 raise FastChatFormatError(
-                    f"{where}: {len(turns)} turns; only single-turn answers are supported"
-                )
+                    f"{where}: {len(turns)} answer turns for question {qid}, which has {n_turns[qid]}")
             if qid in seen:
                 raise FastChatFormatError(f"{where}: question_id {qid} repeats line {seen[qid]}")
             seen[qid] = line_no
-            rows.append({
-                "question_id": qid,
-                "model_id": model,
-                "base_model": entry.base if entry else None,
-                "data_config": entry.config if entry else None,
-                "answer": turns[0],
-                "engine": "fastchat",
-                "params": json.dumps({"fastchat_model_id": rec.get("model_id")}) if rec.get(
-                    "model_id") else None,
-            })
+            multi = len(turns) > 1 or n_turns.get(qid, 1) > 1
+            for k, text in enumerate(turns, 1):
+                row = {
+                    "question_id": qid,
+                    "model_id": model,
+                    "base_model": entry.base if entry else None,
+                    "data_config": entry.config if entry else None,
+                    "answer": text,
+                    "engine": "fastchat",
+                    "params": json.dumps({"fastchat_model_id": rec.get("model_id")}) if rec.get(
+                        "model_id") else None,
+                }
+                if multi:
+                    row["turn"] = k
+                rows.append(row)
     return ANSWERS.from_rows(rows)
 
 
 def write_model_answers(answers: pa.Table, folder: str | Path) -> list[Path]:
-    """Write one ``<model>.jsonl`` per model of an ``answers`` table into ``folder``."""
+    """Write one ``<model>.jsonl`` per model of an ``answers`` table into ``folder``.
+
+    The turns of a multi-turn question (rows with ``turn`` 1..n) become one record whose
+    ``choices[0].turns`` lists them in order, as FastChat's ``gen_model_answer.py`` writes two-turn
+    answers. A conversation cut short by a failed turn keeps the turns before it (turns 1..k); a
+    gap (turn 1 and 3 without 2) is an error, since FastChat reads turns by position.
+    """
     table = ANSWERS.validate(answers, source="<answers>")
+    if "turn" not in table.column_names:  # a v1 table: single-turn only
+        table = table.append_column("turn", pa.nulls(len(table), pa.int32()))
     folder = Path(folder)
     by_model: dict[str, list[dict[str, Any]]] = {}
-    for row in table.select(["question_id", "model_id", "answer"]).to_pylist():
-        qid, model, answer = row["question_id"], row["model_id"], row["answer"]
-        digest = hashlib.sha256(f"{model}\0{qid}\0{answer}".encode()).hexdigest()[:22]
-        by_model.setdefault(model, []).append({
-            "question_id": _qid_out(qid),
-            "answer_id": digest,
-            "model_id": model,
-            "choices": [{"index": 0, "turns": [answer]}],
-            "tstamp": time.time(),
-        })
+    conversations: dict[tuple[str, str], tuple[dict[str, Any], dict[int, str]]] = {}  # record, turn -> answer
+    for row in table.select(["question_id", "model_id", "answer", "turn"]).to_pylist():
+        qid, model, answer, turn = row["question_id"], row["model_id"], row["answer"], row["turn"]
+        if turn is None:
+            digest = hashlib.sha256(f"{model}\0{qid}\0{answer}".encode()).hexdigest()[:22]
+            by_model.setdefault(model, []).append({
+                "question_id": _qid_out(qid),
+                "answer_id": digest,
+                "model_id": model,
+                "choices": [{"index": 0, "turns": [answer]}],
+                "tstamp": time.time(),
+            })
+            continue
+        if (model, qid) not in conversations:
+            rec = {"question_id": _qid_out(qid), "answer_id": "", "model_id": model,
+                   "choices": [{"index": 0, "turns": []}], "tstamp": time.time()}
+            by_model.setdefault(model, []).append(rec)
+            conversations[(model, qid)] = (rec, {})
+        got = conversations[(model, qid)][1]
+        if turn in got:
+            raise FastChatFormatError(f"answers table: model {model!r}, question {qid}: turn {turn} appears twice")
+        got[turn] = answer
+    for (model, qid), (rec, got) in conversations.items():
+        if sorted(got) != list(range(1, len(got) + 1)):
+            raise FastChatFormatError(f"answers table: model {model!r}, question {qid}: turns {sorted(got)}; "
+                                      "FastChat needs turns 1..n")
+        turns = [got[k] for k in sorted(got)]
+        rec["choices"][0]["turns"] = turns
+        rec["answer_id"] = hashlib.sha256("\0".join([model, qid, *turns]).encode()).hexdigest()[:22]
     return [_write_jsonl(folder / f"{_safe_name(m)}.jsonl", recs) for m, recs in sorted(by_model.items())]
 
 
@@ -418,7 +461,7 @@ def read_fastchat_dir(
     qfile = root / "question.jsonl"
     questions = read_questions(qfile) if qfile.is_file() else None
     adir = root / "model_answer"
-    answers = read_model_answers(adir, model_map) if adir.is_dir() else None
+    answers = read_model_answers(adir, model_map, questions=questions) if adir.is_dir() else None
     jdirs = sorted(p for p in root.glob("model_judgment*") if p.is_dir())
     duplicates: list[Duplicate] = []
     judgments = read_model_judgments(jdirs, model_map, keep_text=keep_text, on_duplicate=on_duplicate,

@@ -145,8 +145,9 @@ def test_bad_answer_and_question_lines(tmp_path: Path) -> None:
         {"question_id": 1, "choices": [{"index": 0, "turns": ["a"]}]},
         {"question_id": 2, "choices": [{"index": 0, "turns": ["a", "b"]}]},
     ])
-    with pytest.raises(FastChatFormatError, match=r"m\.jsonl:2: 2 turns"):
-        read_model_answers(path)
+    one_turn = [{"question_id": "1", "turns": ["x"]}, {"question_id": "2", "turns": ["y"]}]
+    with pytest.raises(FastChatFormatError, match=r"m\.jsonl:2: 2 answer turns for question 2, which has 1"):
+        read_model_answers(path, questions=one_turn)
     dup = _jsonl(tmp_path / "q.jsonl", [{"question_id": 1, "turns": ["x"]}, {"question_id": 1, "turns": ["y"]}])
     with pytest.raises(FastChatFormatError, match=r"q\.jsonl:2: question_id 1 repeats line 1"):
         read_questions(dup)
