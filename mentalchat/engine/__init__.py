@@ -23,11 +23,12 @@ __all__ = [
     "register_backend",
     "run_on_dataset",
     "run_requests",
+    "run_rounds",
 ]
 
 
 def __getattr__(name: str):  # lazy: the runner imports Ray
-    if name in ("run_requests", "run_on_dataset"):
+    if name in ("run_requests", "run_rounds", "run_on_dataset"):
         from mentalchat.engine import runner
 
         return getattr(runner, name)

@@ -20,7 +20,8 @@ from mentalchat.engine.base import Engine, create_engine
 from mentalchat.engine.config import EngineConfig
 from mentalchat.engine.types import ChatRequest, ChatResult, SamplingConfig
 
-__all__ = ["EngineActor", "remove_placement_groups", "run_on_dataset", "run_requests", "tensor_parallel_bundles"]
+__all__ = ["EngineActor", "remove_placement_groups", "run_on_dataset", "run_requests", "run_rounds",
+           "tensor_parallel_bundles"]
 
 _INDEX = "__mentalchat_index"
 
@@ -50,8 +51,10 @@ OnResult = Callable[[ChatResult], None]
 
 
 def _run_in_process(requests: list[ChatRequest], cfg: EngineConfig, progress: bool,
-                    on_result: OnResult | None = None) -> list[ChatResult]:
-    engine = create_engine(cfg)
+                    on_result: OnResult | None = None, engine: Engine | None = None) -> list[ChatResult]:
+    """``engine``: one the caller built and closes (several rounds on one engine); else built and closed here."""
+    owned = engine is None
+    engine = engine or create_engine(cfg)
     try:
         if not progress and on_result is None:
             results = engine.chat_batch(requests)
@@ -79,7 +82,8 @@ def _run_in_process(requests: list[ChatRequest], cfg: EngineConfig, progress: bo
                     bar.update(len(chunk))
         return results
     finally:
-        engine.close()
+        if owned:
+            engine.close()
 
 
 def run_requests(
@@ -136,6 +140,43 @@ def run_requests(
     results = [ChatResult.model_validate_json(row["result"]) for row in rows]
     _check_aligned(requests, results, cfg.backend)
     return results
+
+
+def run_rounds(
+    requests: list[ChatRequest],
+    cfg: EngineConfig,
+    next_round: Callable[[list[ChatResult]], list[ChatRequest]],
+    *,
+    use_ray: bool | None = None,
+    **kw: Any,
+) -> list[ChatResult]:
+    """Rounds of requests, each built from the previous round's results (``next_round``; [] ends).
+
+    Why: turn k+1 of a conversation needs the model's answer to turn k, so a multi-turn benchmark is
+    answered a round per turn. In-process the engine is built once for every round (a vLLM engine
+    takes long to start); on Ray each round is one :func:`run_requests` pool run. ``kw`` as for
+    :func:`run_requests`. Returns every round's results, in round order.
+    """
+    if use_ray is None:
+        use_ray = cfg.backend == "vllm" and _ray_running()
+    out: list[ChatResult] = []
+    if use_ray:
+        while requests:
+            results = run_requests(requests, cfg, use_ray=True, **kw)
+            out += results
+            requests = next_round(results)
+        return out
+    engine: Engine | None = None
+    try:
+        while requests:
+            engine = engine or create_engine(cfg)
+            results = _run_in_process(requests, cfg, kw.get("progress", False), kw.get("on_result"), engine)
+            out += results
+            requests = next_round(results)
+    finally:
+        if engine is not None:
+            engine.close()
+    return out
 
 
 def remove_placement_groups(groups: list[Any]) -> None:

@@ -2,7 +2,9 @@
 
 Rows are grouped by base model: one vLLM engine per base model (replicated by
 ``vllm.replicas`` through Ray Data) answers that model untuned and through each of its LoRA
-adapters, the adapter chosen per row. The output folder is published atomically: the answers
+adapters, the adapter chosen per row. A multi-turn question is answered turn by turn: all
+questions' turn k in one round, each asked with the model's own answers to turns 1..k-1 in
+context, one answers row per turn (``turn`` = k; null for single-turn questions). The output folder is published atomically: the answers
 table, FastChat ``model_answer`` files for FastChat's tools, and a summary naming any failed rows.
 """
 
@@ -59,6 +61,7 @@ class GenerateSummary:
     resumed: int = 0  # answers taken from the journal of an earlier, crashed run
     engines_at_once: int = 1
     engine_times: list[dict[str, Any]] = field(default_factory=list)  # per base model: wall-clock start, end
+    multi_turn: int = 0  # questions with more than one client turn (one answer row per turn)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -245,13 +248,28 @@ def _engines_at_once(cfg: GenerateConfig, engines: Sequence[EngineConfig], use_r
     return limit
 
 
+def _turn_digest(q: Question, k: int, answers: Sequence[str]) -> str:
+    """What turn ``k``'s answer depends on: the question text (single-turn, as before), else the
+    client turns up to k and the model's own answers before it (a re-asked turn 1 re-asks turn 2)."""
+    from mentalchat.generate.journal import question_digest
+
+    if not q.is_multi_turn:
+        return question_digest(q.text)
+    convo = [x for pair in zip(q.turns[: k - 1], answers, strict=True) for x in pair] + [q.turns[k - 1]]
+    return question_digest(json.dumps(convo, ensure_ascii=False))
+
+
 def _answer_group(
     g: _Group, questions: Sequence[Question], sampling: Any, params: str, instruction: str, cfg: GenerateConfig,
     use_ray: bool | None, journal_dir: Path,
 ) -> tuple[list[dict[str, Any]], list[dict[str, str]], int]:
-    """Answer one group's (model, question) pairs not already in its journal; rows, failures, reused count."""
-    from mentalchat.engine import run_requests
-    from mentalchat.generate.journal import AnswerJournal, question_digest
+    """Answer one group's (model, question, turn) triples not already in its journal; rows, failures, reused count.
+
+    Round k asks turn k of every question that has one (single-turn questions are round 1), each
+    with the model's own answers to turns 1..k-1 in context; a turn that failed ends its conversation.
+    """
+    from mentalchat.engine.runner import run_rounds
+    from mentalchat.generate.journal import AnswerJournal
 
     shape = g.engine.model_dump(mode="json", exclude={"name"})
     shape["vllm"] = {k: v for k, v in shape["vllm"].items()
@@ -260,61 +278,111 @@ def _answer_group(
         "engine": shape, "sampling": params, "instruction": instruction, "format": g.prompts.format_id,
         "adapters": sorted(str(m.adapter) for m in g.models if m.adapter)})
     earlier = journal.done() if cfg.resume else {}
-    requests: list[ChatRequest] = []
-    meta: dict[str, tuple[AnswerModel, Question]] = {}
+    meta: dict[str, tuple[AnswerModel, Question, int, str]] = {}  # rid -> model, question, turn, digest
     rows: list[dict[str, Any]] = []
-    for m in g.models:
-        for q in questions:
-            rid = f"{m.model_id}{_SEP}{q.question_id}"
-            meta[rid] = (m, q)
-            old = earlier.get(rid)
-            if old is not None and old.get("question_digest") == question_digest(q.text):
-                rows.append(old["row"])
-                continue
-            requests.append(ChatRequest(id=rid, messages=g.prompts.messages(q.text), sampling=sampling, lora=m.adapter))
-    reused = len(rows)
-    if reused:
-        log.info("base %s: %d answers taken from the journal of an earlier run", g.base_path, reused)
+    failures: list[dict[str, str]] = []
+    said: dict[tuple[str, str], list[str]] = defaultdict(list)  # (model, question) -> its answers so far
+    reused = 0
+
+    def rid_of(m: AnswerModel, q: Question, k: int) -> str:  # single-turn ids as before, so old journals resume
+        return f"{m.model_id}{_SEP}{q.question_id}" + (f"{_SEP}{k}" if q.is_multi_turn else "")
 
     def row_of(res: ChatResult) -> dict[str, Any]:
-        m, q = meta[res.id]
-        return {
+        m, q, k, _ = meta[res.id]
+        row = {
             "question_id": q.question_id, "model_id": m.model_id, "base_model": m.base_model,
             "data_config": m.data_config, "answer": res.text, "tokens_in": res.tokens_in,
             "tokens_out": res.tokens_out, "finish_reason": res.finish_reason,
             "engine": g.engine.backend, "params": params, "prompt_format": g.prompts.format_id,
         }
+        if q.is_multi_turn:
+            row["turn"] = k
+        return row
+
+    def round_requests(k: int) -> list[ChatRequest]:
+        """Turn k's requests of the conversations still going, after taking what the journal holds."""
+        nonlocal reused
+        out: list[ChatRequest] = []
+        for m in g.models:
+            for q in questions:
+                answers = said[(m.model_id, q.question_id)]
+                if len(q.turns) < k or len(answers) != k - 1:
+                    continue  # no turn k, or an earlier turn failed
+                rid = rid_of(m, q, k)
+                digest = _turn_digest(q, k, answers)
+                meta[rid] = (m, q, k, digest)
+                old = earlier.get(rid)
+                if old is not None and old.get("question_digest") == digest:
+                    rows.append(old["row"])
+                    answers.append(old["row"]["answer"])
+                    reused += 1
+                    continue
+                out.append(ChatRequest(id=rid, messages=g.prompts.conversation(q.turns[:k], answers),
+                                       sampling=sampling, lora=m.adapter))
+        return out
+
+    most_turns = max((len(q.turns) for q in questions), default=1)
+    turn = [1]
+
+    def next_round(results: list[ChatResult]) -> list[ChatRequest]:
+        """Take round k's results; build the next round that has anything to ask ([] when none is left)."""
+        for res in results:
+            m, q, k, _ = meta[res.id]
+            if not res.ok:
+                failures.append(_failure(m, q, k, res.error or "no text"))
+                continue
+            rows.append(row_of(res))
+            said[(m.model_id, q.question_id)].append(res.text or "")
+        while turn[0] < most_turns:
+            turn[0] += 1
+            requests = round_requests(turn[0])
+            if requests:
+                log.info("base %s: turn %d of multi-turn questions (%d requests)", g.base_path, turn[0], len(requests))
+                return requests
+        return []
 
     pending: list[dict[str, Any]] = []
     last_flush = [time.monotonic()]
 
     def record(res: ChatResult) -> None:  # batch the fsyncs: every 16 answers or 2 seconds
         if res.ok and res.id in meta:
-            pending.append({"rid": res.id, "question_digest": question_digest(meta[res.id][1].text),
-                            "row": row_of(res)})
+            pending.append({"rid": res.id, "question_digest": meta[res.id][3], "row": row_of(res)})
         if len(pending) >= 16 or time.monotonic() - last_flush[0] > 2.0:
             journal.append(pending[:])
             pending.clear()
             last_flush[0] = time.monotonic()
 
+    first = round_requests(1)
     log.info("answering %d questions with %d model(s) on base %s (%d requests)", len(questions), len(g.models),
-             g.base_path, len(requests))
+             g.base_path, len(first))
+    if not first:  # turn 1 came whole from the journal: the first round to ask is a later one
+        first = next_round([])
     g.started = time.time()
-    results: list[ChatResult] = run_requests(
-        requests, g.engine, use_ray=use_ray, stage="generate",
+    run_rounds(
+        first, g.engine, next_round, use_ray=use_ray, stage="generate",
         config_key=f"engines.{cfg.engine}" if isinstance(cfg.engine, str) else "generate.engine",
         keys={"count": "generate.replicas"} if cfg.replicas else None, on_result=record,
     )
     journal.append(pending)
     g.finished = time.time()
-    failures: list[dict[str, str]] = []
-    for res in results:
-        m, q = meta[res.id]
-        if not res.ok:
-            failures.append({"model_id": m.model_id, "question_id": q.question_id, "error": res.error or "no text"})
-            continue
-        rows.append(row_of(res))
+    if reused:
+        log.info("base %s: %d answers taken from the journal of an earlier run", g.base_path, reused)
+    # a failed turn ends its conversation: the turns after it were not asked
+    for m in g.models:
+        for q in questions:
+            answered = len(said[(m.model_id, q.question_id)])
+            if q.is_multi_turn and answered < len(q.turns):
+                for k in range(answered + 2, len(q.turns) + 1):
+                    failures.append(_failure(m, q, k, f"not asked: turn {answered + 1} failed"))
     return rows, failures, reused
+
+
+def _failure(m: AnswerModel, q: Question, k: int, error: str) -> dict[str, str]:
+    """A failed (model, question[, turn]); single-turn failures keep their old three keys."""
+    out = {"model_id": m.model_id, "question_id": q.question_id, "error": error}
+    if q.is_multi_turn:
+        out["turn"] = str(k)
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -354,11 +422,12 @@ def run_generate(
 
     from mentalchat.models.kit import resolve_model
 
-    summary = GenerateSummary(questions=len(questions), models=[m.model_id for m in models])
+    summary = GenerateSummary(questions=len(questions), models=[m.model_id for m in models],
+                              multi_turn=sum(q.is_multi_turn for q in questions))
     params = json.dumps(sampling.model_dump(mode="json"), sort_keys=True)
     groups = []
     for (base_path, fmt), group in by_base.items():
-        prompts = prepare_prompts(resolve_model(base_path), fmt, instruction, work)
+        prompts = prepare_prompts(resolve_model(base_path), fmt, instruction, work, multi_turn=summary.multi_turn > 0)
         engine_cfg = _engine_for(template, base_path, [m for m in group if m.adapter], prompts, cfg)
         groups.append(_Group(base_path, group, prompts, engine_cfg))
     width = _engines_at_once(cfg, [g.engine for g in groups], use_ray)
@@ -385,7 +454,7 @@ def run_generate(
     # the same order whether answers came fresh, from the journal or from engines running at once
     model_rank = {m.model_id: i for i, m in enumerate(models)}
     question_rank = {q.question_id: i for i, q in enumerate(questions)}
-    rows.sort(key=lambda r: (model_rank[r["model_id"]], question_rank[r["question_id"]]))
+    rows.sort(key=lambda r: (model_rank[r["model_id"]], question_rank[r["question_id"]], r.get("turn") or 0))
     summary.answers = len(rows)
     summary.failed = len(summary.failures)
     if not rows:
