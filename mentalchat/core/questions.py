@@ -16,7 +16,7 @@ from pathlib import Path
 
 from mentalchat.errors import MentalchatError
 
-__all__ = ["Question", "QuestionError", "bundled_multiturn_questions", "bundled_questions", "load_questions"]
+__all__ = ["Question", "QuestionError", "bundled_multiturn_questions", "bundled_questions", "first_questions", "load_questions"]
 
 
 def bundled_questions() -> Path:
@@ -141,4 +141,21 @@ def load_questions(path: str | Path, *, limit: int | None = None) -> list[Questi
         seen[q.question_id] = i
     if not questions:
         raise QuestionError(f"{path}: holds no questions")
-    return questions[:limit] if limit else questions
+    return first_questions(questions, limit)
+
+
+def first_questions(questions: list[Question], limit: int | None) -> list[Question]:
+    """The first ``limit`` single-turn and the first ``limit`` multi-turn questions, in file order.
+
+    Why: a pipeline appends its multi-turn questions after the benchmark, so a plain cut at N
+    (a smoke run's 4 questions) would drop every multi-turn one and evaluate none of them.
+    """
+    if not limit:
+        return questions
+    kept: dict[bool, int] = {False: 0, True: 0}
+    out = []
+    for q in questions:
+        if kept[q.is_multi_turn] < limit:
+            kept[q.is_multi_turn] += 1
+            out.append(q)
+    return out

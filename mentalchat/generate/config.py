@@ -58,7 +58,7 @@ class GenerateConfig(StrictModel):
         description="the instruction sent with every question (system turn); None: the training data's "
         "default instruction, so tuned models see the prompt they were trained on; '' for none",
     )
-    max_questions: int | None = Field(None, ge=1, description="answer only the first N questions")
+    max_questions: int | None = Field(None, ge=1, description="answer only the first N single-turn and the first N multi-turn questions")
     crisis_probes: bool = Field(False, description="also answer the bundled crisis probe set (ids crisis-NN)")
     replicas: int | None = Field(None, ge=1, description="engine replicas (overrides the engine's vllm.replicas)")
     executor: Literal["ray", "local"] = Field(

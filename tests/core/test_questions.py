@@ -94,3 +94,14 @@ def test_bundled_multiturn_questions() -> None:
     flagged = {q.question_id: [bool(find_crisis(t)) for t in q.turns] for q in questions}
     assert flagged["mt2"] == [False, True]
     assert sum(f[0] for f in flagged.values()) == 0  # no first turn shows risk
+
+
+def test_a_limit_keeps_the_first_multi_turn_questions_too(tmp_path: Path) -> None:
+    """A pipeline's merged file lists the benchmark, then its multi-turn questions: a limit of 2
+    keeps two of each, in file order, instead of cutting the multi-turn ones off."""
+    recs = [{"question_id": f"s{i}", "turns": [f"single {i}"]} for i in range(4)]
+    recs += [{"question_id": f"m{i}", "turns": [f"first {i}", f"second {i}"]} for i in range(3)]
+    path = tmp_path / "mixed.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in recs))
+    assert [q.question_id for q in load_questions(path, limit=2)] == ["s0", "s1", "m0", "m1"]
+    assert len(load_questions(path)) == 7
