@@ -101,3 +101,29 @@ def test_ray_data_llm_processor_impl(ray_cluster, vllm_cfg: EngineConfig, tiny_l
     jsonschema.validate(json.loads(by_id["json"][1].text), SCHEMA)
     assert not by_id["<invalid row>"][1].ok and not by_id["long"][1].ok
     assert "maximum context length" in by_id["long"][1].error
+
+
+def test_run_rounds_builds_each_round_from_the_last_on_ray_and_in_process(ray_cluster, tf_cfg: EngineConfig) -> None:
+    """Round 2's prompts carry round 1's answers; a Ray pool per round and one in-process engine
+    give the same texts (greedy), and the on_result callback sees every round."""
+    from mentalchat.engine.runner import run_rounds
+    from mentalchat.engine.types import ChatMessage
+
+    first = [ChatRequest.from_prompt(f"c{i}", f"I keep worrying about exam {i}.") for i in range(3)]
+
+    def follow_up(results: list[ChatResult]) -> list[ChatRequest]:
+        if results[0].id.endswith("-2"):
+            return []
+        return [r.model_copy(update={"id": f"{r.id}-2", "messages": [
+            *r.messages, ChatMessage(role="assistant", content=res.text or ""),
+            ChatMessage(role="user", content="And then?")]})
+            for r, res in zip(first, results, strict=True)]
+
+    seen: dict[str, list[str]] = {"ray": [], "local": []}
+    on_ray = run_rounds(first, tf_cfg, follow_up, use_ray=True, on_result=lambda r: seen["ray"].append(r.id))
+    local = run_rounds(first, tf_cfg, follow_up, use_ray=False, on_result=lambda r: seen["local"].append(r.id))
+    ids = ["c0", "c1", "c2", "c0-2", "c1-2", "c2-2"]
+    assert [r.id for r in on_ray] == ids and [r.id for r in local] == ids
+    assert all(r.ok for r in on_ray + local)
+    assert [r.text for r in on_ray] == [r.text for r in local]
+    assert sorted(seen["ray"]) == sorted(ids) and sorted(seen["local"]) == sorted(ids)
