@@ -113,8 +113,9 @@ class PipelineConfig(StrictModel):
             if entry == "bundled":
                 out.append(bundled_multiturn_questions())
             elif entry == "dataset":
-                if dataset_folder is not None and (dataset_folder / "multiturn_benchmark.jsonl").is_file():
-                    out.append(dataset_folder / "multiturn_benchmark.jsonl")
+                held_out = dataset_folder / "multiturn_benchmark.jsonl" if dataset_folder is not None else None
+                if held_out is not None and held_out.is_file() and held_out.read_text(encoding="utf-8").strip():
+                    out.append(held_out)  # empty when no dialogue landed in the benchmark split
             else:
                 path = Path(entry).expanduser()
                 if not path.is_file():

@@ -53,6 +53,8 @@ def test_dataset_entry_uses_the_held_out_file_once_the_dataset_stage_wrote_it(re
     d = _Driver(plan, tmp_path / "run", echo=lambda _: None, progress=False)
     assert d.questions_path() == d.p.questions_path()  # nothing written yet: the benchmark alone
     (tmp_path / "run" / "dataset").mkdir(parents=True)
+    (tmp_path / "run" / "dataset" / "multiturn_benchmark.jsonl").write_text("")  # no dialogue held out
+    assert d.questions_path() == d.p.questions_path()
     _write(tmp_path / "run" / "dataset" / "multiturn_benchmark.jsonl",
            [{"question_id": "mt-0123456789", "category": "interview", "turns": ["one", "two"]}])
     ids = [q.question_id for q in load_questions(d.questions_path())]
