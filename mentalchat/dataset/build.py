@@ -140,10 +140,11 @@ def _supports_json(cfg: EngineConfig) -> bool:
 
 def run_interview(
     cfg: DatasetConfig, folder: Path, engine_cfg: EngineConfig, *, echo: Callable[[str], None] = print,
-    gate_salt: str | None = None,
+    gate_salt: str | None = None, page_texts: dict[str, dict[int, str]] | None = None,
 ) -> tuple[list[dict], list[dict], list[dict], dict[str, Any], dict[str, list[str]]]:
     """Read, de-identify, paraphrase, filter; returns (pages, pairs, rejects, stats) rows and the
-    leak gate's fingerprints per page reference (empty without ``gate_salt``)."""
+    leak gate's fingerprints per page reference (empty without ``gate_salt``). ``page_texts``, when
+    given, is filled with transcript id → page → de-identified text (for the dialogue windows)."""
     icfg = cfg.interview
     report = read_transcripts(folder, page_words=icfg.page_words, max_file_bytes=icfg.max_file_bytes)
     for issue in report.issues:
@@ -202,6 +203,8 @@ def run_interview(
     for r in rows:
         ref = f"{r['transcript_id']}:{r['page']}"
         fingerprints[ref] = json.loads(r.get("gate_keys") or "[]")
+        if page_texts is not None:
+            page_texts.setdefault(r["transcript_id"], {})[int(r["page"])] = r["text_deid"]
         deid_counts.update(json.loads(r["deid_counts"]))
         for text in (r["question"], r["answer"]):
             if text:
@@ -306,15 +309,21 @@ def _dry_run(cfg: DatasetConfig, folder: Path | None, work_dir: Path, echo: Call
 
 def _leak_gate(
     cfg: DatasetConfig, salt: str, fingerprints: dict[str, list[str]], pairs: list[dict], rejects: list[dict],
-    pages: list[dict], work_dir: Path, echo: Callable[[str], None],
+    pages: list[dict], work_dir: Path, echo: Callable[[str], None], dialogues: list[dict] | None = None,
 ) -> dict[str, Any]:
-    """Scan the interview-derived text about to be published; refuse above the configured limit."""
+    """Scan the interview-derived text about to be published; refuse above the configured limit.
+    A dialogue is checked against the fingerprints of every page of its window."""
     from mentalchat.dataset.leak_gate import LeakGate
 
     gate = LeakGate(cfg.leak_gate, salt=bytes.fromhex(salt))
     items = [(r["page_ref"], f, r.get(f)) for r in (*pairs, *rejects) if r["source"] == "interview"
              for f in ("input", "output")]
     items += [(f"{p['transcript_id']}:{p['page']}", "text_deid", p.get("text_deid")) for p in pages]
+    if dialogues:
+        from mentalchat.dataset.dialogues import gate_items, window_fingerprints
+
+        items += gate_items(dialogues)
+        fingerprints = {**fingerprints, **window_fingerprints(fingerprints, dialogues)}
     suspects = gate.scan(items, fingerprints)
     review = gate.enforce(suspects, work_dir)  # raises above max_suspects: nothing is published
     if review is not None:
@@ -322,6 +331,42 @@ def _leak_gate(
              f"listed in {review}")
     return {"scanned": sum(1 for *_, t in items if t), "suspects": len(suspects),
             "max_suspects": cfg.leak_gate.max_suspects}
+
+
+def _dialogues(
+    cfg: DatasetConfig, page_texts: dict[str, dict[int, str]], engine_cfg: EngineConfig | None, work_dir: Path,
+    detector: CrisisDetector, stats: dict[str, Any], echo: Callable[[str], None],
+) -> list[dict]:
+    """The ``dialogues`` rows from interview windows (local engine) and synthetic conversations."""
+    from mentalchat.dataset import dialogues as dlg
+
+    dcfg = cfg.dialogues
+    found: list[dict] = []
+    rejects: list[dict] = []
+    st: dict[str, Any] = {}
+    if dcfg.interview and engine_cfg is not None and page_texts:
+        got = dlg.run_interview_dialogues(cfg, page_texts, engine_cfg)
+        found += got.dialogues
+        rejects += got.rejects
+        st["interview"] = got.stats
+    if dcfg.synthetic_count:
+        got = dlg.run_synthetic_dialogues(cfg, work_dir)
+        found += got.dialogues
+        rejects += got.rejects
+        st["synthetic"] = got.stats
+    rows, dups = dlg.finalize_dialogues(found, instruction=cfg.instruction, cfg=dcfg, detector=detector)
+    st.update({
+        "dialogues": len(rows), "duplicates": dups, "rejected": len(rejects),
+        "by_filter": dict(Counter(f"{r['source']}:{r['filter']}" for r in rejects)),
+        "by_source": dict(Counter(r["source"] for r in rows)),
+        "benchmark": sum(r["split"] == "benchmark" for r in rows),
+        "turns": dict(Counter(str(r["n_turns"]) for r in rows)),
+        "crisis_flagged": sum(r["crisis_flag"] for r in rows),
+        "crisis_without_escalation": sum(r["crisis_escalated"] is False for r in rows),
+    })
+    stats["dialogues"] = st
+    echo(f"dialogues: {len(rows)} kept ({st['benchmark']} held out for the benchmark), {len(rejects)} rejected")
+    return rows
 
 
 def default_work_dir(output: Path) -> Path:
@@ -368,10 +413,11 @@ def build_dataset(
     rejects: list[dict] = []
     fingerprints: dict[str, list[str]] = {}
     gate_salt = secrets.token_hex(16) if cfg.leak_gate.enabled else None
+    page_texts: dict[str, dict[int, str]] = {}
     if run_interview_path:
         assert engine_cfg is not None and folder is not None
         pages, qa, rejects, stats["interview"], fingerprints = run_interview(
-            cfg, folder, engine_cfg, echo=echo, gate_salt=gate_salt)
+            cfg, folder, engine_cfg, echo=echo, gate_salt=gate_salt, page_texts=page_texts)
         echo(f"interview: {stats['interview']['pages']} pages → {len(qa)} pairs, {len(rejects)} rejected")
     topic_weights = None
     if cfg.synthetic.enabled:
@@ -408,6 +454,8 @@ def build_dataset(
         rid = hashlib.sha256(json.dumps([r["source"], r["filter"], r["page_ref"], r["input"], r["output"], r["reason"]],
                                         ensure_ascii=False).encode()).hexdigest()[:16]
         reject_rows.append({"id": rid, **r})
+    dialogues = _dialogues(cfg, page_texts, engine_cfg if run_interview_path else None, work_dir, detector, stats,
+                           echo) if cfg.dialogues.enabled else None
     flagged = sum(r["crisis_flag"] for r in final)
     no_esc = sum(1 for r in final if r["crisis_escalated"] is False)
     stats["crisis"] = {"flagged": flagged, "without_escalation": no_esc}
@@ -426,7 +474,8 @@ def build_dataset(
              f"a question of {decontamination['reference']}")
 
     if gate_salt is not None:
-        stats["leak_gate"] = _leak_gate(cfg, gate_salt, fingerprints, final, reject_rows, pages, work_dir, echo)
+        stats["leak_gate"] = _leak_gate(cfg, gate_salt, fingerprints, final, reject_rows, pages, work_dir, echo,
+                                        dialogues=dialogues)
 
     from mentalchat.dataset.card import write_card, write_histograms
 
@@ -434,6 +483,10 @@ def build_dataset(
         write_table(QA_PAIRS.from_rows(final), tmp / "qa_pairs.parquet", QA_PAIRS)
         write_table(REJECTS.from_rows(reject_rows), tmp / "rejects.parquet", REJECTS)
         write_table(PAGES.from_rows(pages), tmp / "pages.parquet", PAGES)
+        if dialogues is not None:
+            from mentalchat.dataset.dialogues import write_dialogue_outputs
+
+            write_dialogue_outputs(tmp, dialogues)
         figures = write_histograms(final, tmp / "figures", bins=cfg.histogram_bins)
         write_card(tmp / "README.md", qa=final, rejects=reject_rows, stats=stats, figures=figures,
                    topic_weights=topic_weights, instruction=cfg.instruction)

@@ -13,7 +13,7 @@ from typing import Any
 
 from mentalchat.dataset.filters import word_count
 
-__all__ = ["decontamination_lines", "write_card", "write_histograms"]
+__all__ = ["decontamination_lines", "dialogue_lines", "write_card", "write_histograms"]
 
 BUILT_BY = "built by `mentalchat` (`jobs/build_dataset.py`)"
 
@@ -130,6 +130,7 @@ def write_card(
             f"- calls: {syn.get('calls')}; cost of new calls this run: ${syn.get('cost_usd', 0):.4f}",
             "",
         ]
+    lines += dialogue_lines(stats.get("dialogues"))
     imp = stats.get("import") or {}
     if imp:
         lines += [
@@ -227,3 +228,36 @@ def decontamination_lines(report: Mapping[str, Any] | None) -> list[str]:
         "",
     ]
     return lines
+
+
+def dialogue_lines(st: Mapping[str, Any] | None) -> list[str]:
+    """The card's section on ``dialogues.parquet`` (the build's ``stats["dialogues"]``), when built."""
+    if not st:
+        return []
+    by_source = ", ".join(f"{s} {n}" for s, n in sorted((st.get("by_source") or {}).items())) or "none"
+    turns = ", ".join(f"{k} turns: {n}" for k, n in sorted((st.get("turns") or {}).items(), key=lambda x: int(x[0])))
+    rejected = ", ".join(f"{k} {n}" for k, n in sorted((st.get("by_filter") or {}).items())) or "none"
+    lines = [
+        "## Dialogues (multi-turn)",
+        "",
+        ("Multi-turn client/counsellor conversations in `dialogues.parquet` (table `dialogues`), in the chat "
+         '`messages` format: `datasets.load_dataset("parquet", data_files="dialogues.parquet")`. Interview '
+         "dialogues paraphrase windows of consecutive de-identified pages with the local engine (every turn "
+         "de-identified again, one placeholder per person across the dialogue); synthetic ones alternate "
+         "counsellor replies and client follow-ups from the synthetic engine."),
+        "",
+        f"- dialogues: {st.get('dialogues', 0)} ({by_source}); {turns or 'no turns'}",
+        f"- rejected: {st.get('rejected', 0)} ({rejected}); exact duplicates dropped: {st.get('duplicates', 0)}",
+        (f"- held out as the multi-turn benchmark (split `benchmark`, `multiturn_benchmark.jsonl`, never trained "
+         f"on): {st.get('benchmark', 0)}"),
+        (f"- crisis audit per client turn: {st.get('crisis_flagged', 0)} dialogues flagged, "
+         f"{st.get('crisis_without_escalation', 0)} without a counsellor turn that escalates at or after the "
+         "first flagged turn"),
+    ]
+    for src in ("interview", "synthetic"):
+        sub = st.get(src) or {}
+        if sub:
+            lines.append(f"- {src}: engine `{sub.get('engine')}`, prompt version `{sub.get('prompt_version')}`"
+                         + (f", windows {sub['windows']}" if "windows" in sub else "")
+                         + (f", calls {sub['calls']}" if "calls" in sub else ""))
+    return lines + [""]

@@ -19,6 +19,7 @@ __all__ = [
     "REMOTE_OVERRIDE",
     "DatasetConfig",
     "DeidConfig",
+    "DialoguesConfig",
     "InterviewConfig",
     "LeakGateConfig",
     "SyntheticConfig",
@@ -142,6 +143,40 @@ class SyntheticConfig(StrictModel):
     )
 
 
+class DialoguesConfig(StrictModel):
+    """``dataset.dialogues``: multi-turn client/counsellor conversations (the ``dialogues`` table).
+
+    Off by default: each interview window and each synthetic turn is another model call.
+    """
+
+    enabled: bool = Field(False, description="build dialogues.parquet (and multiturn_benchmark.jsonl)")
+    interview: bool = Field(True, description="paraphrase windows of consecutive de-identified pages (when the "
+                            "interview path runs; its local paraphrase engine)")
+    window_pages: int = Field(2, ge=1, description="consecutive pages of one transcript per interview dialogue")
+    synthetic_count: int = Field(0, ge=0, description="synthetic dialogues to start over the topics (0: none)")
+    synthetic_engine: str | None = Field(None, description="name in engines:; default synthetic.engine")
+    min_turns: int = Field(2, ge=1, description="fewer client/counsellor exchanges: rejected")
+    max_turns: int = Field(4, ge=1, description="more exchanges are cut; synthetic dialogues draw from min..max")
+    min_words: int = Field(5, ge=0, description="shortest turn kept (words)")
+    max_words: int = Field(400, ge=1, description="longest turn kept (words)")
+    max_turn_chars: int = Field(2000, ge=50, description="cap per turn in guided JSON")
+    max_tokens: int | None = Field(None, ge=16, description="overrides the engine's max_tokens per call")
+    benchmark_share: float = Field(
+        0.2, ge=0, le=1, description="share of dialogues held out (split 'benchmark', by a stable hash of the id) "
+        "for multiturn_benchmark.jsonl; never trained on"
+    )
+    dedup_threshold: float = Field(0.8, gt=0, le=1, description="MinHash Jaccard above which synthetic openings "
+                                   "are near-duplicates")
+
+    @model_validator(mode="after")
+    def _turns_ordered(self) -> DialoguesConfig:
+        if self.max_turns < self.min_turns:
+            raise ValueError(f"dialogues.max_turns ({self.max_turns}) < dialogues.min_turns ({self.min_turns})")
+        if self.max_words < self.min_words:
+            raise ValueError(f"dialogues.max_words ({self.max_words}) < dialogues.min_words ({self.min_words})")
+        return self
+
+
 class DatasetConfig(StrictModel):
     """Stage 1 settings; ``engines`` and ``run`` are copied from the file's top level."""
 
@@ -152,6 +187,7 @@ class DatasetConfig(StrictModel):
     synthetic: SyntheticConfig = Field(default_factory=SyntheticConfig)
     deid: DeidConfig = Field(default_factory=DeidConfig)
     leak_gate: LeakGateConfig = Field(default_factory=LeakGateConfig)
+    dialogues: DialoguesConfig = Field(default_factory=DialoguesConfig)
     decontamination: DecontaminationConfig = Field(
         default_factory=DecontaminationConfig,
         description="count pairs whose input near-duplicates a benchmark question (card, decontamination.json); "
@@ -180,10 +216,15 @@ class DatasetConfig(StrictModel):
         for where, name in (
             ("interview.paraphrase_engine", self.interview.paraphrase_engine if self.interview.enabled else None),
             ("synthetic.engine", self.synthetic.engine if self.synthetic.enabled else None),
+            ("dialogues.synthetic_engine", self.dialogues.synthetic_engine if self.dialogues.enabled else None),
         ):
             if name is not None and name not in self.engines:
                 raise ValueError(f"{where}: engine {name!r} is not declared under engines: ({sorted(self.engines)})")
         return self
+
+    def dialogue_engine_name(self) -> str | None:
+        """The synthetic dialogues' engine: ``dialogues.synthetic_engine``, else ``synthetic.engine``."""
+        return self.dialogues.synthetic_engine or self.synthetic.engine
 
     @property
     def effective_seed(self) -> int:
