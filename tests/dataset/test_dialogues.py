@@ -185,7 +185,8 @@ def test_a_name_the_model_adds_gets_the_same_placeholder_in_every_turn() -> None
     turns = [
         {"role": "client", "content": "My mother [NAME_1] forgets my name. Rosalind Featherstonehaugh from the "
                                       "clinic says it will get worse."},
-        {"role": "counsellor", "content": "It is painful when [NAME_1] forgets you. Did Rosalind suggest support?"},
+        {"role": "counsellor", "content": "It is painful when [NAME_1] forgets you and [NAME_2] is away. Did "
+                                          "Rosalind suggest support?"},
         {"role": "client", "content": "Rosalind Featherstonehaugh gave me a leaflet about [NAME_1]'s care."},
         {"role": "counsellor", "content": "Reading it with Rosalind could help you plan for [NAME_1] together."},
     ]
@@ -196,8 +197,10 @@ def test_a_name_the_model_adds_gets_the_same_placeholder_in_every_turn() -> None
     assert not any("Rosalind" in t or "Featherstonehaugh" in t for t in texts)
     import re
 
-    new = [set(re.findall(r"\[NAME_\d+\]", t)) - {"[NAME_1]"} for t in texts]
+    # Rosalind: one placeholder in every turn, and not one that names another person in another turn
+    new = [set(re.findall(r"\[NAME_\d+\]", t)) - {"[NAME_1]", "[NAME_2]"} for t in texts]
     assert all(len(n) >= 1 for n in new)
     assert len(set.union(*new)) == len(new[0]) and all(n <= new[0] for n in new)  # one number, every turn
+    assert "[NAME_2]" not in texts[0] and "[NAME_2]" in texts[1]
     assert all("[NAME_1]" in t for t in texts)  # the page's placeholder is kept as it was
     assert got.output_counts.get("NAME", 0) >= 4
