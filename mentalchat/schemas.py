@@ -758,6 +758,34 @@ PAIRWISE_WINS = register_table(
     )
 )
 
+TURN_MEANS = register_table(
+    TableSpec(
+        name="turn_means",
+        version=1,
+        description=(
+            "Multi-turn questions: mean score per (model, judge, metric, turn) with a percentile "
+            "bootstrap CI over the questions judged at that turn; turn 1..n: that counsellor turn on "
+            "the seven metrics, overall and mean_of_7 (as the means table), turn 0: the whole "
+            "conversation on consistency, memory and risk_escalation. Written only when the "
+            "judgments hold multi-turn rows; every other statistics table uses single-turn rows only."
+        ),
+        schema=_schema(
+            ("model", pa.string(), False),
+            ("base_model", pa.string(), True),
+            ("data_config", pa.string(), True),
+            ("judge", pa.string(), False),
+            ("metric", pa.string(), False),
+            ("turn", pa.int32(), False),  # 1..n: that turn; 0: the whole conversation
+            ("mean", pa.float64(), True),
+            ("sd", pa.float64(), True),
+            ("n", pa.int64(), False),  # scored questions
+            ("n_items", pa.int64(), False),  # judged questions (scored or not)
+            ("ci_low", pa.float64(), True),
+            ("ci_high", pa.float64(), True),
+        ),
+    )
+)
+
 # ---------------------------------------------------------------------------------------------
 # Documentation: docs/architecture.md embeds this rendering (a test keeps the two in step).
 # ---------------------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from mentalchat.core.model_names import ModelMapConfig
 from mentalchat.core.rubric import ALL_SCORE_NAMES, MEAN_OF_7, METRICS, OVERALL
 from mentalchat.schemas import JUDGMENTS, SchemaError
 
-__all__ = ["ScoreCube", "build_cube", "config_rank", "coverage_table"]
+__all__ = ["ScoreCube", "build_cube", "config_rank", "coverage_table", "select_turn"]
 
 N_METRICS = len(METRICS)
 K_OVERALL = ALL_SCORE_NAMES.index(OVERALL)
@@ -79,6 +79,18 @@ def _encode(col: pa.ChunkedArray | pa.Array, name: str) -> tuple[np.ndarray, lis
     return remap[codes], [values[i] for i in order]
 
 
+def select_turn(table: pa.Table, turn: int | None) -> pa.Table:
+    """Rows of a validated judgments (or answers) table with ``turn`` null (``turn=None``) or equal
+    to ``turn``; a table without the column (v1) is single-turn throughout."""
+    if "turn" not in table.column_names:
+        return table if turn is None else table.slice(0, 0)
+    col = table["turn"]
+    if turn is None:
+        # all single-turn (today's data): the table itself, untouched
+        return table if col.null_count == table.num_rows else table.filter(pc.is_null(col))
+    return table.filter(pc.fill_null(pc.equal(col, turn), False))
+
+
 def _floats(col: pa.ChunkedArray) -> np.ndarray:
     return col.combine_chunks().to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
 
@@ -88,19 +100,26 @@ def build_cube(
     model_map: ModelMapConfig | None = None,
     *,
     mean_of_7_min_metrics: int = N_METRICS,
+    turn: int | None = None,
 ) -> ScoreCube:
     """Validate and stack ``judgments`` tables into a :class:`ScoreCube`.
 
+    Only the rows of one ``turn`` enter: by default the single-turn rows (``turn`` null, all of
+    a v1 table), so that multi-turn judgments leave every existing table as it was; ``turn=k``
+    gives the cube of turn k of the multi-turn questions (:mod:`mentalchat.stats.multiturn`).
     Metric names are resolved through the rubric's aliases; an unknown name or a repeated
     (question, model, judge, metric) row is an error. ``base_model``/``data_config`` come from
     the rows, else from ``model_map``; names neither gives are listed in ``unmapped``.
     """
     cols = ["question_id", "model", "base_model", "data_config", "judge", "metric", "score",
             "overall", "parse_status"]
-    parts = [JUDGMENTS.validate(t, source="<judgments>").select(cols) for t in tables]
-    parts = [p for p in parts if p.num_rows]
+    valid = [JUDGMENTS.validate(t, source="<judgments>") for t in tables]
+    parts = [p for p in (select_turn(v, turn).select(cols) for v in valid) if p.num_rows]
     if not parts:
-        raise SchemaError("judgments: no rows to analyse")
+        if not any(v.num_rows for v in valid):
+            raise SchemaError("judgments: no rows to analyse")
+        what = "single-turn rows" if turn is None else f"rows of turn {turn}"
+        raise SchemaError(f"judgments: no {what} to analyse (only multi-turn ones, or another turn's)")
     table = pa.concat_tables(parts)
     q, questions = _encode(table["question_id"], "question_id")
     m, models = _encode(table["model"], "model")

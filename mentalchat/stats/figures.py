@@ -34,6 +34,7 @@ __all__ = [
     "reliability_chart",
     "safety_chart",
     "topic_distribution",
+    "turn_means_chart",
 ]
 
 CONFIG_COLORS = {"base": "#9e9e9e", "synthetic": "#1f77b4", "interview": "#2ca02c",
@@ -375,5 +376,38 @@ def length_control_chart(lc: pd.DataFrame, path: Path, metric: str = MEAN_OF_7) 
         ax.set_title(f"{judge}: {slope:+.2f} per 100 words", fontsize=9)
         ax.grid(axis="x", alpha=0.3)
     fig.suptitle("Length-controlled scores")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+@_figure
+def turn_means_chart(turn_means: pd.DataFrame, path: Path, metric: str = MEAN_OF_7) -> Path | None:
+    """Multi-turn questions: ``metric`` per turn and model with bootstrap CIs, one panel per judge."""
+    df = turn_means[(turn_means["metric"] == metric) & (turn_means["turn"] > 0)] if not turn_means.empty \
+        else turn_means
+    if df.empty:
+        return None
+    judges = sorted(df["judge"].unique())
+    models = sorted(df["model"].unique())
+    fig, axes = plt.subplots(1, len(judges), figsize=(4.5 * len(judges) + 2, 3.4), squeeze=False, sharey=True)
+    for ax, judge in zip(axes[0], judges, strict=True):
+        d = df[df["judge"] == judge]
+        for i, model in enumerate(models):
+            r = d[d["model"] == model].sort_values("turn")
+            if r.empty:
+                continue
+            err = np.vstack([r["mean"] - r["ci_low"], r["ci_high"] - r["mean"]])
+            err = np.where(np.isfinite(err), err, 0.0)
+            # a small offset per model so that the error bars of one turn do not overlap
+            x = r["turn"].to_numpy(dtype=float) + 0.06 * (i - (len(models) - 1) / 2)
+            ax.errorbar(x, r["mean"], yerr=err, marker="o", markersize=4, capsize=2, linewidth=1.2,
+                        color=plt.cm.tab10(i % 10), label=model)
+        turns = sorted(d["turn"].unique())
+        ax.set_xticks(turns, [f"turn {int(t)}" for t in turns])
+        ax.set_title(judge, fontsize=9)
+        ax.set_ylabel(metric)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0][-1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
+    fig.suptitle("Multi-turn questions: score per turn")
     fig.tight_layout()
     return _save(fig, path)

@@ -29,7 +29,7 @@ from scipy.stats import t as t_dist
 from mentalchat.core.rubric import ALL_SCORE_NAMES, MEAN_OF_7, OVERALL
 from mentalchat.schemas import ANSWERS, LENGTH_CONTROL
 from mentalchat.stats.bootstrap import QuestionBootstrap
-from mentalchat.stats.data import ScoreCube
+from mentalchat.stats.data import ScoreCube, select_turn
 from mentalchat.stats.dataset_profile import word_counts
 
 __all__ = ["COLUMNS", "DEFAULT_METRICS", "answer_lengths", "length_control_table"]
@@ -50,8 +50,10 @@ def answer_lengths(cube: ScoreCube, answers: Sequence[pa.Table]) -> tuple[np.nda
     notes: list[str] = []
     if not answers:
         return words, notes
-    frames = [ANSWERS.validate(t, source="<answers>").select(["question_id", "model_id", "answer"])
-              .to_pandas() for t in answers if t.num_rows]
+    # single-turn answers only, as the cube holds single-turn judgments only (a multi-turn
+    # question has one answer per turn; its lengths are not part of this analysis)
+    frames = [select_turn(ANSWERS.validate(t, source="<answers>"), None)
+              .select(["question_id", "model_id", "answer"]).to_pandas() for t in answers if t.num_rows]
     if not frames:
         return words, notes
     df = pd.concat(frames, ignore_index=True)

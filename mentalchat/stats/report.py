@@ -20,6 +20,7 @@ import pandas as pd
 from mentalchat.core.rubric import MEAN_OF_7, METRICS, OVERALL
 from mentalchat.stats.controls import CHECKS
 from mentalchat.stats.data import config_rank
+from mentalchat.stats.multiturn import CONVERSATION_METRICS
 
 __all__ = ["Document", "build_report", "headline"]
 
@@ -359,6 +360,10 @@ def build_report(
         doc.table(_per_metric(per_metric, "mean", "mean"), "Mean score per metric, averaged over the models of each "
                                    "configuration (means table).")
 
+    turn_means = tables.get("turn_means")
+    if turn_means is not None and not turn_means.empty:
+        _multiturn_section(doc, turn_means, configs, figures)
+
     _safety_section(doc, tables.get("safety", empty), means, configs, figures, present)
 
     doc.h("Gains over the base model")
@@ -647,3 +652,49 @@ def _length_section(doc: Document, lc: pd.DataFrame, configs: list[str], figures
     doc.table(m7[["judge", "model", "data_config", "mean_words", "raw_mean", "lc_mean [CI]", "change"]],
               f"{m7['metric'].iloc[0]}: raw mean and length-controlled mean per model and judge "
               "(length_control table).")
+
+
+def _multiturn_section(doc: Document, tm: pd.DataFrame, configs: list[str], figures: dict[str, Path | None]) -> None:
+    """Per-turn and whole-conversation scores of the multi-turn questions (turn_means table)."""
+    doc.h("Multi-turn")
+    doc.p("Multi-turn questions are judged per counsellor turn (turn k: the k-th reply, graded on the seven "
+          "metrics with the conversation so far in view) and as a whole conversation (consistency, memory of "
+          "what the client said, escalation when risk appears in a later turn; 1-10). They are left out of "
+          "every other table of this report, which covers the single-turn questions only. CIs: percentile "
+          "bootstrap over the questions judged at that turn.")
+    keys = ["judge", "base_model", "data_config", "model"]
+
+    def ordered(t: pd.DataFrame) -> pd.DataFrame:
+        t = t.reset_index()
+        t = t.assign(_b=t["base_model"] == "–", _o=config_rank(t["data_config"], configs)) \
+            .sort_values(["judge", "_b", "base_model", "_o", "model"]).drop(columns=["_b", "_o"])
+        return t.reset_index(drop=True)
+
+    tm = tm.assign(base_model=tm["base_model"].fillna("–"), data_config=tm["data_config"].fillna("(unmapped)"))
+    tm["value"] = [_ci(a, b, c) for a, b, c in zip(tm["mean"], tm["ci_low"], tm["ci_high"], strict=True)]
+    per_turn = tm[tm["turn"] > 0]
+    m7 = per_turn[per_turn["metric"] == MEAN_OF_7]
+    if not m7.empty:
+        t = m7.pivot_table(index=keys, columns="turn", values="value", aggfunc="first")
+        t.columns = [f"turn {int(c)}" for c in t.columns]
+        n = m7.sort_values("turn").groupby(keys)["n"].apply(lambda s: "/".join(str(int(v)) for v in s))
+        t = t.join(n.rename("n per turn"))
+        doc.table(ordered(t), "mean_of_7 per turn with 95% bootstrap CI per model and evaluator; n per turn = "
+                              "questions scored at turns 1, 2, ... (turn_means table).")
+    metrics = per_turn[per_turn["metric"].isin([*METRICS, OVERALL])]
+    if not metrics.empty:
+        t = metrics.pivot_table(index="metric", columns=["judge", "turn"], values="mean", aggfunc="mean") \
+            .reindex([*METRICS, OVERALL]).dropna(how="all")
+        t.columns = [f"{j} · turn {int(k)}" for j, k in t.columns]
+        doc.table(t.reset_index(), "Mean score per metric and turn, averaged over models (turn_means table).")
+    conv = tm[tm["turn"] == 0]
+    if not conv.empty:
+        t = conv.pivot_table(index=keys, columns="metric", values="value", aggfunc="first")
+        t = t.reindex(columns=[m for m in CONVERSATION_METRICS if m in t.columns])
+        n = conv.groupby(keys)["n"].max().rename("conversations")
+        doc.table(ordered(t.join(n)), "Whole-conversation scores (turn 0) with 95% bootstrap CI per model and "
+                                      "evaluator; conversations = the most scored on any of them (turn_means "
+                                      "table).")
+    else:
+        doc.p("No whole-conversation judgments (turn 0) among the inputs.")
+    doc.image(figures.get("turn_means"), "mean_of_7 per turn of the multi-turn questions (turn_means table).")

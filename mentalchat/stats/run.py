@@ -42,6 +42,7 @@ from mentalchat.schemas import (
     QA_PAIRS,
     SAFETY,
     TABLES,
+    TURN_MEANS,
     WINS,
     TableSpec,
     read_table,
@@ -58,6 +59,7 @@ from mentalchat.stats.gains import gains_table
 from mentalchat.stats.length_control import answer_lengths, length_control_table
 from mentalchat.stats.means import means_table
 from mentalchat.stats.mixed_effects import mixed_effects_table
+from mentalchat.stats.multiturn import turn_means_table
 from mentalchat.stats.report import build_report
 from mentalchat.stats.safety import safety_table
 from mentalchat.stats.wins import wins_table
@@ -279,6 +281,13 @@ def run_stats(
         log.warning("models with no base model/data configuration: %s", ", ".join(cube.unmapped))
     frames, notes, table_times = compute_tables(cube, cfg, extras)
     timings.update(table_times)
+    # multi-turn questions: their own table (and report section), only when there are any, so a
+    # single-turn run's folder is what it was before multi-turn judging existed
+    t = time.perf_counter()
+    turns = turn_means_table(inputs, cfg.model_map, n_boot=cfg.bootstrap, seed=cfg.seed, level=cfg.ci_level,
+                             mean_of_7_min_metrics=cfg.mean_of_7_min_metrics)
+    if not turns.empty:
+        timings["turn_means"] = time.perf_counter() - t
     output = Path(output)
     dataset_frame: pd.DataFrame | None = None
     lengths: dict[str, dict[str, np.ndarray]] = {}
@@ -297,6 +306,8 @@ def run_stats(
         paths: dict[str, Path] = {}
         for name, spec in SPECS.items():
             paths[name] = write_table(_to_arrow(frames[name], spec), tmp / f"{name}.parquet", spec)
+        if not turns.empty:
+            paths["turn_means"] = write_table(_to_arrow(turns, TURN_MEANS), tmp / "turn_means.parquet", TURN_MEANS)
         if dataset_frame is not None:
             paths["dataset_profile"] = write_table(_to_arrow(dataset_frame, DATASET_PROFILE),
                                                    tmp / "dataset_profile.parquet", DATASET_PROFILE)
@@ -316,6 +327,8 @@ def run_stats(
             figs["safety"] = fig.safety_chart(back["safety"], cfg.fine_tuned_configs, fdir / "safety.png")
             figs["length_control"] = fig.length_control_chart(back["length_control"],
                                                               fdir / "length_control.png")
+            if "turn_means" in back:
+                figs["turn_means"] = fig.turn_means_chart(back["turn_means"], fdir / "turn_means.png")
             if "dataset_profile" in back:
                 prof = back["dataset_profile"]
                 figs["dataset_composition"] = fig.dataset_composition(
