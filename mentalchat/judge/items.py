@@ -32,7 +32,8 @@ __all__ = ["ItemKind", "PromptRenderer", "WorkItem", "build_request", "item_id",
 
 #: main: a benchmark answer; empty / padded / repeat: reliability controls; crisis: escalation check;
 #: pairwise: two answers compared (``model``/``answer`` shown first, ``model_b``/``answer_b`` second).
-ItemKind = Literal["main", "empty", "padded", "repeat", "crisis", "pairwise"]
+#: conversation: a whole multi-turn conversation (turn 0, the conversation metrics).
+ItemKind = Literal["main", "empty", "padded", "repeat", "crisis", "pairwise", "conversation"]
 
 
 def _digest(text: str) -> str:
@@ -41,12 +42,15 @@ def _digest(text: str) -> str:
 
 def item_id(
     kind: str, judge: str, prompt_version: str, question_id: str, model: str, answer: str, variant: int = 0,
-    model_b: str | None = None, answer_b: str | None = None,
+    model_b: str | None = None, answer_b: str | None = None, turn: int | None = None,
 ) -> str:
-    """The item's id. The second answer joins the payload only when given, so single-answer ids stay as they were."""
+    """The item's id. The second answer and the turn join the payload only when given, so
+    single-answer, single-turn ids (and the caches keyed by them) stay exactly as they were."""
     fields: list[object] = [kind, judge, prompt_version, question_id, model, _digest(answer), variant]
     if model_b is not None or answer_b is not None:
         fields += [model_b, _digest(answer_b or "")]
+    if turn is not None:
+        fields += ["turn", turn]
     payload = json.dumps(fields, separators=(",", ":"))
     return hashlib.sha256(payload.encode()).hexdigest()[:24]
 
@@ -70,6 +74,9 @@ class WorkItem:
     #: pairwise items: the answer shown second (``model``/``answer`` are shown first)
     model_b: str | None = None
     answer_b: str | None = None
+    #: multi-turn questions: 1..n grades that turn (``question`` then holds the conversation so far),
+    #: 0 the whole conversation; None for a single-turn question
+    turn: int | None = None
     explanation_max_chars: int | None = field(default=None, compare=False)
     extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
@@ -77,7 +84,7 @@ class WorkItem:
     def id(self) -> str:  # noqa: A003 - hashed once per item: a sweep asks for it many times
         return item_id(
             self.kind, self.judge, self.prompt_version, self.question_id, self.model, self.answer, self.variant,
-            self.model_b, self.answer_b,
+            self.model_b, self.answer_b, self.turn,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -119,6 +126,10 @@ def build_request(
         schema = copy.deepcopy(CRISIS_SCHEMA) if item.structured else None
         if schema is not None and item.explanation_max_chars:
             schema["properties"]["reason"]["maxLength"] = item.explanation_max_chars
+    elif item.kind == "conversation":
+        from mentalchat.judge.multiturn import conversation_request_parts
+
+        messages, schema = conversation_request_parts(item)
     elif item.kind == "pairwise":
         messages = render_pairwise_prompt(
             item.prompt_version, item.question, item.answer, item.answer_b or "", structured=item.structured

@@ -40,6 +40,8 @@ class AnswerRow:
     answer: str
     base_model: str | None = None
     data_config: str | None = None
+    #: 1..n: that turn of a multi-turn question; None: a single-turn question
+    turn: int | None = None
 
 
 def load_answers(paths: Sequence[str | Path]) -> list[AnswerRow]:
@@ -66,17 +68,21 @@ def load_answers(paths: Sequence[str | Path]) -> list[AnswerRow]:
         else:
             tables.append(read_model_answers(path, paper_model_map()))
     rows: list[AnswerRow] = []
-    seen: set[tuple[str, str]] = set()
+    seen: set[tuple[str, str, int | None]] = set()
     for table in tables:
-        for rec in table.select(["question_id", "model_id", "answer", "base_model", "data_config"]).to_pylist():
-            key = (rec["question_id"], rec["model_id"])
+        cols = ["question_id", "model_id", "answer", "base_model", "data_config"]
+        if "turn" in table.column_names:
+            cols.append("turn")
+        for rec in table.select(cols).to_pylist():
+            key = (rec["question_id"], rec["model_id"], rec.get("turn"))
             if key in seen:
-                raise InputError(f"answers: model {key[1]!r} answers question {key[0]!r} more than once")
+                at = "" if key[2] is None else f" (turn {key[2]})"
+                raise InputError(f"answers: model {key[1]!r} answers question {key[0]!r}{at} more than once")
             seen.add(key)
             rows.append(
                 AnswerRow(
                     question_id=rec["question_id"], model=rec["model_id"], answer=rec["answer"],
-                    base_model=rec["base_model"], data_config=rec["data_config"],
+                    base_model=rec["base_model"], data_config=rec["data_config"], turn=rec.get("turn"),
                 )
             )
     return rows
@@ -125,6 +131,7 @@ def detector_rows(cfg: JudgeConfig, probe_answers: Sequence[AnswerRow], probe_te
 def plan_items(cfg: JudgeConfig, questions: Sequence[Question], answers: Sequence[AnswerRow]) -> Plan:
     """Every judge call of the sweep, controls, crisis checks and pairwise comparisons included."""
     qtext = {q.question_id: q.text for q in questions}
+    qturns = {q.question_id: q.turns for q in questions if q.is_multi_turn}
     probes = load_probes(cfg.crisis.probes) if cfg.crisis.enabled else []
     probe_text = {p.question_id: p.text for p in probes}
     probe_cat = {p.question_id: p.category for p in probes}
@@ -132,11 +139,16 @@ def plan_items(cfg: JudgeConfig, questions: Sequence[Question], answers: Sequenc
     main: list[WorkItem] = []
     crisis: list[WorkItem] = []
     crisis_rule: list[dict[str, Any]] = []
+    # Multi-turn rows are judged per turn and per conversation only; controls, crisis probes and
+    # pairwise comparisons see single-turn rows (turn null) of single-turn questions.
+    multi_answers = [a for a in answers if a.turn is not None and a.question_id in qturns]
+    answers = [a for a in answers if a.turn is None and a.question_id not in qturns]
     bench_answers = [a for a in answers if a.question_id in qtext and a.question_id not in probe_text]
     missing = sum(1 for a in answers if a.question_id not in qtext and a.question_id not in probe_text)
     if cfg.max_questions:
         keep = {q.question_id for q in questions[: cfg.max_questions]}
         bench_answers = [a for a in bench_answers if a.question_id in keep]
+        multi_answers = [a for a in multi_answers if a.question_id in keep]
     for judge in cfg.judges:
         label = cfg.judge_label(judge)
         cfg.engine_for(judge)  # fail early on an undeclared engine
@@ -170,11 +182,13 @@ def plan_items(cfg: JudgeConfig, questions: Sequence[Question], answers: Sequenc
                             explanation_max_chars=judge.explanation_max_chars,
                         )
                     )
+    if multi_answers:
+        main += multiturn_items(cfg, qturns, multi_answers, renderers)
     controls: list[WorkItem] = []
     r = cfg.reliability
     if r.enabled:
         controls = control_items(
-            main, qtext, empty_n=r.empty_answer_questions, padded_n=r.length_bias_samples,
+            [it for it in main if it.turn is None], qtext, empty_n=r.empty_answer_questions, padded_n=r.length_bias_samples,
             repeat_n=r.consistency_samples, filler_paragraphs=r.filler_paragraphs, seed=cfg.seed,
         )
     pairwise: list[WorkItem] = []
@@ -188,6 +202,47 @@ def plan_items(cfg: JudgeConfig, questions: Sequence[Question], answers: Sequenc
     if len(set(ids)) != len(ids):  # would mean two items share one progress record
         raise RuntimeError("internal error: duplicate work-item ids")
     return Plan(items, renderers, crisis_rule, probe_cat, missing)
+
+
+def multiturn_items(
+    cfg: JudgeConfig, qturns: dict[str, tuple[str, ...]], answers: Sequence[AnswerRow],
+    renderers: dict[tuple[str, bool], PromptRenderer],
+) -> list[WorkItem]:
+    """Per-turn items (turn k in its context, the 7 metrics) and one whole-conversation item (turn 0)
+    per (question, model) whose answers cover every turn, for every judge (and prompt version)."""
+    from mentalchat.judge.multiturn import CONVERSATION_PROMPT_VERSION, conversation_transcript, turn_context
+
+    by_conv: dict[tuple[str, str], dict[int, AnswerRow]] = defaultdict(dict)
+    for a in answers:
+        if a.turn is not None and 1 <= a.turn <= len(qturns[a.question_id]):
+            by_conv[(a.question_id, a.model)][a.turn] = a
+    out: list[WorkItem] = []
+    for judge in cfg.judges:
+        label = cfg.judge_label(judge)
+        for (qid, model), rows in by_conv.items():
+            turns = qturns[qid]
+            first = next(iter(rows.values()))
+            common = {"judge": label, "engine": judge.engine, "question_id": qid, "model": model,
+                      "base_model": first.base_model, "data_config": first.data_config,
+                      "explanation_max_chars": judge.explanation_max_chars}
+            for prompt in cfg.prompts:
+                structured = structured_for(cfg, judge, prompt.is_fastchat)
+                for k in sorted(rows):
+                    before = [rows[j].answer for j in range(1, k) if j in rows]
+                    if len(before) != k - 1:
+                        continue  # an earlier turn is missing: no context to judge turn k in
+                    out.append(WorkItem(kind="main", prompt_version=prompt.label, structured=structured,
+                                        question=turn_context(turns[:k], before), answer=rows[k].answer,
+                                        turn=k, **common))
+            if set(rows) == set(range(1, len(turns) + 1)):
+                answers_in_order = [rows[k].answer for k in range(1, len(turns) + 1)]
+                out.append(WorkItem(
+                    kind="conversation", prompt_version=CONVERSATION_PROMPT_VERSION,
+                    structured=structured_for(cfg, judge, False),
+                    question=conversation_transcript(turns, answers_in_order),
+                    answer="\n\n".join(answers_in_order), turn=0, **common,
+                ))
+    return out
 
 
 @dataclass

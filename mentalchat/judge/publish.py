@@ -20,11 +20,12 @@ from typing import Any
 import jsonschema
 
 from mentalchat.core.judge_reply import parse_crisis_verdict, parse_judgment
-from mentalchat.core.rubric import JUDGMENT_JSON_SCHEMA, METRICS, OVERALL
+from mentalchat.core.rubric import CONVERSATION_METRICS, JUDGMENT_JSON_SCHEMA, METRICS, OVERALL
 from mentalchat.engine.types import ErrorKind
 from mentalchat.judge.config import JudgeConfig
 from mentalchat.judge.human import write_judgments
 from mentalchat.judge.items import WorkItem
+from mentalchat.judge.multiturn import conversation_scores
 from mentalchat.judge.pairwise import pair_verdict, pairwise_row, position_bias_rows
 from mentalchat.judge.plan import Plan
 from mentalchat.judge.reliability import reliability_rows
@@ -83,11 +84,33 @@ def reply_unreadable(item: WorkItem, rec: dict[str, Any] | None) -> bool:
         return parse_crisis_verdict(rec["text"])[0] is None
     if item.kind == "pairwise":
         return pair_verdict(item, rec["text"])[0] is None
+    if item.kind == "conversation":
+        return conversation_scores(rec["text"])[2] == "unparsed"
     return _scores_from(item, rec)[3] == "unparsed"
 
 
-def judgment_rows(item: WorkItem, rec: dict[str, Any] | None, skip_reason: str | None) -> list[dict[str, Any]]:
+def _conversation_scores_from(rec: dict[str, Any] | None, skip_reason: str | None):
     if rec is None:
+        return dict.fromkeys(CONVERSATION_METRICS), None, "failed", skip_reason
+    if rec.get("error") or rec.get("text") is None:
+        return dict.fromkeys(CONVERSATION_METRICS), None, "failed", rec.get("error") or "no text returned"
+    scores, expl, status = conversation_scores(rec["text"])
+    error = "unparsed: no conversation scores found in the judge's reply" if status == "unparsed" else None
+    return scores, expl, status, error
+
+
+def judgment_rows(item: WorkItem, rec: dict[str, Any] | None, skip_reason: str | None) -> list[dict[str, Any]]:
+    """Judgments rows of one item: the 7 metrics, or the conversation metrics for a turn-0 item.
+
+    Multi-turn items carry their ``turn``; single-turn rows get no ``turn`` key (null in the table).
+    """
+    metrics: tuple[str, ...] = METRICS
+    if item.kind == "conversation":
+        metrics = CONVERSATION_METRICS
+        scores, expl, status, error = _conversation_scores_from(rec, skip_reason)
+        overall = None
+        rec = rec or {}
+    elif rec is None:
         scores, overall, expl, status, error = dict.fromkeys(METRICS), None, None, "failed", skip_reason
         rec = {}
     else:
@@ -109,8 +132,10 @@ def judgment_rows(item: WorkItem, rec: dict[str, Any] | None, skip_reason: str |
         "latency_s": rec.get("latency_s"),
         "attempts": rec.get("attempts"),
     }
+    if item.turn is not None:
+        common["turn"] = item.turn
     rows = []
-    for m in METRICS:
+    for m in metrics:
         score = scores.get(m)
         row_error = error
         if score is None and error is None:
@@ -177,9 +202,9 @@ def publish(
             if ok:
                 score_map = {r["metric"]: r["score"] for r in rows}
                 score_map[OVERALL] = rows[0]["overall"]
-            if item.kind == "main":
+            if item.kind in ("main", "conversation"):
                 main_rows.extend(rows)
-                if score_map is not None:
+                if score_map is not None and item.kind == "main" and item.turn is None:
                     main_scores[item.id] = score_map
             else:
                 for r in rows:
