@@ -274,14 +274,16 @@ def read_model_judgments(
     The same (question, model, judge) twice (FastChat appends on a rerun): ``on_duplicate="error"``
     refuses the input, listing the first few repeats with file and line; ``first`` / ``last`` keep
     one judgment and append every dropped one to ``duplicates`` (when given), so callers can report it.
+    Each turn is its own judgment; a (question, model, judge) with a turn above 1 is read as
+    multi-turn (``turn`` kept), any other as single-turn (``turn`` null).
     """
     if on_duplicate not in DUPLICATE_POLICIES:
         raise FastChatFormatError(f"on_duplicate {on_duplicate!r}: expected one of {list(DUPLICATE_POLICIES)}")
     if isinstance(paths, str | Path):
         paths = [paths]
     files = [f for p in paths for f in _jsonl_files(p)]
-    kept: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
-    seen: dict[tuple[str, str, str], str] = {}
+    kept: dict[tuple[str, str, str, int], list[dict[str, Any]]] = {}
+    seen: dict[tuple[str, str, str, int], str] = {}
     found: list[Duplicate] = []
     for file in files:
         for line_no, rec in read_jsonl(file):
@@ -294,8 +296,9 @@ def read_model_judgments(
             if not isinstance(model, str) or not model:
                 raise FastChatFormatError(f"{where}: model must be a non-empty string")
             turn = rec.get("turn", 1)
-            if turn != 1:
-                raise FastChatFormatError(f"{where}: turn {turn!r}; only turn 1 is supported")
+            if isinstance(turn, bool) or not isinstance(turn, int) or turn < 1:
+                raise FastChatFormatError(f"{where}: turn {turn!r}; expected a positive integer (1, or 2 for "
+                                          "FastChat's multi-turn grading)")
             judge_field = rec["judge"]
             if isinstance(judge_field, list) and judge_field and all(
                     isinstance(x, str) for x in judge_field):
@@ -307,7 +310,7 @@ def read_model_judgments(
             text = rec["judgment"]
             if text is not None and not isinstance(text, str):
                 raise FastChatFormatError(f"{where}: judgment must be a string")
-            key = (judge, model, qid)
+            key = (judge, model, qid, turn)
             if key in seen:
                 found.append(Duplicate(qid, model, judge, where, seen[key]))
                 if on_duplicate != "last":
@@ -328,7 +331,13 @@ def read_model_judgments(
             path=file, line=int(line))
     if duplicates is not None:
         duplicates.extend(found)
-    rows = [row for group in kept.values() for row in group]
+    # FastChat writes turn 1 for a single-turn question and for the first turn of a two-turn one:
+    # a (judge, model, question) with a later turn is multi-turn (turn kept), otherwise single-turn (null).
+    multi = {k[:3] for k in kept if k[3] > 1}
+    rows = []
+    for key, group in kept.items():
+        for row in group:
+            rows.append({**row, "turn": key[3]} if key[:3] in multi else row)
     if not rows:
         return JUDGMENTS.empty()
     return JUDGMENTS.from_rows(rows)
@@ -400,18 +409,24 @@ def write_model_judgments(
 
     ``judgment`` is the judge's raw text where we have it, otherwise a FastChat-style text
     built from the scores (human ratings, for example); ``score`` is the overall rating
-    (``-1`` when there is none, as FastChat writes for failed judgments).
+    (``-1`` when there is none, as FastChat writes for failed judgments). Multi-turn rows keep
+    their turn (FastChat's ``"turn": 2`` for the second); single-turn rows are turn 1 as before, and
+    whole-conversation rows (turn 0) are left out, FastChat having no such record.
     """
     table = JUDGMENTS.validate(judgments, source="<judgments>")
     cols = ["question_id", "model", "judge", "metric", "score", "overall", "explanation",
             "raw_text", "prompt_version"]
-    items: dict[tuple[str, str, str], dict[str, Any]] = {}
+    if "turn" in table.column_names:
+        cols.append("turn")
+    items: dict[tuple[str, str, str, int | None], dict[str, Any]] = {}
     for row in table.select(cols).to_pylist():
-        key = (row["judge"], row["model"], row["question_id"])
+        if row.get("turn") == 0:
+            continue  # whole-conversation grades have no FastChat record
+        key = (row["judge"], row["model"], row["question_id"], row.get("turn"))
         item = items.setdefault(key, {"scores": {}, **row})
         item["scores"][row["metric"]] = row["score"]
     by_judge: dict[str, list[dict[str, Any]]] = {}
-    for (judge, model, qid), item in items.items():
+    for (judge, model, qid, turn), item in items.items():
         text = item["raw_text"]
         if text is None:
             text = format_judgment_text(item["scores"], item["overall"], item["explanation"])
@@ -424,7 +439,7 @@ def write_model_judgments(
             "judgment": text,
             "score": (int(overall) if float(overall).is_integer() else overall)
             if overall is not None else -1,
-            "turn": 1,
+            "turn": 1 if turn is None else turn,
             "tstamp": time.time(),
         })
     folder = Path(folder)
