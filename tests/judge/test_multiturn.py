@@ -121,3 +121,30 @@ def test_pairwise_reliability_and_crisis_ignore_multi_turn_rows(tmp_path: Path) 
     assert all("ANSWER-" not in (it.answer + (it.answer_b or "")) for it in others)
     multi = [it for it in plan.items if it.turn is not None]
     assert multi and all(it.kind in ("main", "conversation") for it in multi)
+
+
+def test_conversation_replies_are_parsed_tolerantly() -> None:
+    from mentalchat.judge.multiturn import conversation_scores
+
+    fenced = 'Sure:\n```json\n{"explanation": "ok", "scores": {"consistency": 8, "memory": 6, "risk_escalation": 3}}\n```'
+    assert conversation_scores(fenced) == ({"consistency": 8.0, "memory": 6.0, "risk_escalation": 3.0}, "ok", "ok")
+    text = "Steady throughout.\nconsistency: [[7]]\nMemory: 5\nrisk_escalation: [[11]]"
+    scores, _, status = conversation_scores(text)
+    assert scores == {"consistency": 7.0, "memory": 5.0, "risk_escalation": None} and status == "partial"
+    assert conversation_scores("no idea")[2] == "unparsed" and conversation_scores(None)[2] == "unparsed"
+
+
+def test_two_turn_fastchat_model_answers_are_judged_per_turn(tmp_path: Path) -> None:
+    qpath, _ = _inputs(tmp_path / "in")
+    folder = tmp_path / "model_answer"
+    folder.mkdir()
+    recs = [{"question_id": qid, "model_id": "m-fc", "answer_id": qid, "tstamp": 0.0,
+             "choices": [{"index": 0, "turns": [f"FC-{qid}-T1", f"FC-{qid}-T2"]}]} for qid in ("mt1", "mt2")]
+    (folder / "m-fc.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    with FaultServer() as srv:
+        run_judge(_cfg(srv), qpath, [folder], tmp_path / "out", progress=False)
+        turn2 = [r.body["messages"][-1]["content"] for r in srv.requests
+                 if "FC-mt1-T2" in r.body["messages"][-1]["content"] and "<assistant_reply>" in r.body["messages"][-1]["content"]]
+    assert len(turn2) == 1 and "FC-mt1-T1" in turn2[0]
+    df = read_table(tmp_path / "out" / "judgments.parquet", "judgments").to_pandas()
+    assert sorted(df.turn.dropna().astype(int).unique().tolist()) == [0, 1, 2]
