@@ -17,7 +17,7 @@ from typing import Any
 
 from mentalchat.core.crisis_probes import load_probes
 from mentalchat.core.model_names import paper_model_map
-from mentalchat.core.questions import Question
+from mentalchat.core.questions import Question, first_questions
 from mentalchat.engine.config import EngineConfig
 from mentalchat.engine.pricing import call_cost, engine_price, estimate_tokens
 from mentalchat.engine.types import ChatRequest
@@ -146,7 +146,7 @@ def plan_items(cfg: JudgeConfig, questions: Sequence[Question], answers: Sequenc
     bench_answers = [a for a in answers if a.question_id in qtext and a.question_id not in probe_text]
     missing = sum(1 for a in answers if a.question_id not in qtext and a.question_id not in probe_text)
     if cfg.max_questions:
-        keep = {q.question_id for q in questions[: cfg.max_questions]}
+        keep = {q.question_id for q in first_questions(list(questions), cfg.max_questions)}
         bench_answers = [a for a in bench_answers if a.question_id in keep]
         multi_answers = [a for a in multi_answers if a.question_id in keep]
     for judge in cfg.judges:

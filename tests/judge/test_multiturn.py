@@ -148,3 +148,12 @@ def test_two_turn_fastchat_model_answers_are_judged_per_turn(tmp_path: Path) -> 
     assert len(turn2) == 1 and "FC-mt1-T1" in turn2[0]
     df = read_table(tmp_path / "out" / "judgments.parquet", "judgments").to_pandas()
     assert sorted(df.turn.dropna().astype(int).unique().tolist()) == [0, 1, 2]
+
+
+def test_max_questions_keeps_the_first_multi_turn_questions_too(tmp_path: Path) -> None:
+    """judge.max_questions=1 keeps s1 and the first multi-turn question (listed after the benchmark),
+    as generate's limit does, instead of cutting every multi-turn question off."""
+    qpath, apath = _inputs(tmp_path / "in")
+    plan = plan_items(_cfg(None, max_questions=1), load_questions(qpath), load_answers([apath]))
+    first_mt = next(q.question_id for q in load_questions(qpath) if q.is_multi_turn)
+    assert {it.question_id for it in plan.items if it.kind in ("main", "conversation")} == {"s1", first_mt}
