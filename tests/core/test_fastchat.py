@@ -127,7 +127,7 @@ def test_scores_without_text_are_exported_fastchat_style(tmp_path: Path) -> None
     [
         ("{not json", "invalid JSON"),
         ({"question_id": 1, "model": "m", "judge": ["j", "p"]}, "missing field(s) ['judgment']"),
-        ({"question_id": 1, "model": "m", "judge": ["j", "p"], "judgment": "x", "turn": 2}, "only turn 1"),
+        ({"question_id": 1, "model": "m", "judge": ["j", "p"], "judgment": "x", "turn": 0}, "positive integer"),
         ({"question_id": 1.5, "model": "m", "judge": ["j", "p"], "judgment": "x"}, "question_id"),
         ({"question_id": 1, "model_1": "a", "model_2": "b", "judge": ["j", "p"], "judgment": "x"}, "pairwise"),
     ],
