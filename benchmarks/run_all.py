@@ -155,6 +155,21 @@ def figures_train_throughput(stdout: str, out: dict | None) -> tuple[list[Figure
     ], slim
 
 
+def figures_multiturn_packing(stdout: str, out: dict | None) -> tuple[list[Figure], Any]:
+    if not out or "arms" not in out:
+        return [], out
+    slim = {k: v for k, v in out.items() if k != "rounds"}
+    arms = out["arms"]
+    return [
+        Figure("conversations / single-turn pairs (trained tokens/s)", round(out["multi_over_single_tokens_per_s"], 3)),
+        Figure("multiturn mix / single-turn pairs (trained tokens/s)", round(out["mixed_over_single_tokens_per_s"], 3)),
+        Figure.check("padding share, conversations packed", round(arms["multi"]["padding_share"], 4), "<=", 0.05),
+        Figure("padding share, conversations unpacked", round(arms["multi"]["unpacked_padding_share"], 4)),
+        Figure("padding share, pairs unpacked", round(arms["single"]["unpacked_padding_share"], 4)),
+        Figure("trained tokens in the loss, conversations", round(arms["multi"]["loss_share"], 4)),
+    ], slim
+
+
 _RATIO = re.compile(r"^RATIO mentalchat=([\d.]+)(?: baseline=([\d.]+))?", re.M)
 _OURS = re.compile(r"^mentalchat: (\d+) scored, (\d+) lost in ([\d.]+) s", re.M)
 _BASE = re.compile(r"^baseline .*?: (\d+) scored, (\d+) lost in ([\d.]+) s", re.M)
@@ -303,6 +318,8 @@ SUITE = [
                                      "--max-tokens", "64"], figures_dataset_throughput, out_flag=True),
     Bench("train_throughput", [], ["--steps", "6", "--warmup", "2", "--rounds", "1", "--rows", "64"],
           figures_train_throughput, out_flag=True),
+    Bench("multiturn_packing", [], ["--exchanges", "40", "--steps", "5", "--warmup", "1", "--rounds", "1"],
+          figures_multiturn_packing, out_flag=True),
     Bench("judge_throughput", [], ["--items", "100", "--rps", "20", "--latency-ms", "200"],
           figures_judge_throughput, ok_codes=(0, 1)),
     Bench("judge_provider_scale", [], ["--models", "8", "--questions", "50", "--skip-baseline"],
