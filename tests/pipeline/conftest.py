@@ -58,6 +58,12 @@ def check_outputs(out: Path) -> dict[str, object]:
     for heading in ("## Judge reliability", "## Safety", "## Length control", "## Mixed-effects model"):
         assert heading in report, heading
     assert "reliability controls were not run" not in report and "safety check was not run" not in report
+    # the multi-turn questions (pipeline.multi_turn_questions) went through every evaluation stage
+    mt = answers[answers.turn.notna()]
+    assert not mt.empty and set(mt.turn.astype(int)) >= {1, 2}, "multi-turn questions answered per turn"
+    assert set(judgments[judgments.turn.notna()].turn.astype(int)) >= {0, 1, 2}, "judged per turn and whole"
+    assert set(judgments[judgments.turn == 0].metric) == {"consistency", "memory", "risk_escalation"}
+    assert "## Multi-turn" in report and (out / "report" / "turn_means.parquet").is_file()
     summary = (out / "SUMMARY.md").read_text()
     for part in ("qa_pairs.parquet", "manifest.parquet", "answers.parquet", "judgments.parquet", "report.md"):
         assert part in summary

@@ -24,7 +24,7 @@ def _driver(repo_root: Path, out: Path, overrides: list[str]) -> _Driver:
 
 
 def test_without_multi_turn_files_the_benchmark_file_is_used_as_is(repo_root: Path, tmp_path: Path) -> None:
-    d = _driver(repo_root, tmp_path / "run", [])
+    d = _driver(repo_root, tmp_path / "run", ["pipeline.multi_turn_questions=[]"])
     assert d.questions_path() == d.p.questions_path()
     assert not (tmp_path / "run" / "questions.jsonl").exists()
 
