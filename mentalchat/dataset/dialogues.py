@@ -66,7 +66,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-PROMPT_VERSION = "interview-dialogue-v1"
+PROMPT_VERSION = "interview-dialogue-v2"
 SYNTHETIC_PROMPT_VERSION = "synthetic-dialogue-v1"
 BENCHMARK_FILE = "multiturn_benchmark.jsonl"
 TABLE_FILE = "dialogues.parquet"
@@ -86,8 +86,8 @@ the counsellor urges immediate help (emergency services or a crisis line). Every
 
 Never use names, places, dates, numbers that identify anyone, or bracketed placeholders: refer to \
 people by their role (my mother, the nurse). Do not copy sentences from the pages.
-Reply with one JSON object {{"turns": [{{"role": "client", "content": ...}}, {{"role": "counsellor", \
-"content": ...}}, ...]}} and nothing else."""
+Reply with one JSON object {{"turns": [{{"client": ..., "counsellor": ...}}, ...]}}, one item per \
+exchange (what the client says, then the counsellor's reply), and nothing else."""
 
 INTERVIEW_USER = 'Interview pages {first}-{last}:\n"""\n{pages}\n"""'
 
@@ -129,20 +129,20 @@ def windows(pages: Sequence[tuple[int, str]], size: int) -> list[list[tuple[int,
 
 
 def dialogue_schema(cfg: DialoguesConfig) -> dict[str, Any]:
-    """Guided-decoding schema: alternation is checked after parsing (a schema cannot say it)."""
-    turn = {
+    """Guided-decoding schema: one item per exchange (client, then counsellor), so alternation and
+    the turn count hold by construction; a small model asked for a flat list of role-tagged turns
+    repeated a speaker or stopped after one exchange (4 of 7 quickstart windows)."""
+    text = {"type": "string", "minLength": 1, "maxLength": cfg.max_turn_chars}
+    exchange = {
         "type": "object",
-        "properties": {
-            "role": {"type": "string", "enum": ["client", "counsellor"]},
-            "content": {"type": "string", "minLength": 1, "maxLength": cfg.max_turn_chars},
-        },
-        "required": ["role", "content"],
+        "properties": {"client": text, "counsellor": text},
+        "required": ["client", "counsellor"],
         "additionalProperties": False,
     }
     return {
         "type": "object",
-        "properties": {"turns": {"type": "array", "items": turn, "minItems": 2 * cfg.min_turns,
-                                 "maxItems": 2 * cfg.max_turns}},
+        "properties": {"turns": {"type": "array", "items": exchange, "minItems": cfg.min_turns,
+                                 "maxItems": cfg.max_turns}},
         "required": ["turns"],
         "additionalProperties": False,
     }
@@ -216,6 +216,10 @@ def _turns_from_obj(obj: Any) -> list[tuple[str, str]] | None:
             low = {str(k).strip().lower(): v for k, v in item.items()}
             role = next((_role(low[k]) for k in _ROLE_KEYS if k in low), None)
             text = next((low[k] for k in _TEXT_KEYS if isinstance(low.get(k), str)), None)
+            pair = [(_role(k), v) for k, v in low.items()]
+            if role is None and len(pair) == 2 and [r for r, _ in pair] == ["user", "assistant"]:
+                out += [(r, v.strip()) for r, v in pair if isinstance(v, str) and v.strip()]  # one exchange
+                continue
             if role is None and len(low) == 1:  # {"client": "..."} style
                 (key, text), = low.items()
                 role = _role(key)

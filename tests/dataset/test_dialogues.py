@@ -45,6 +45,7 @@ def _msgs(*texts: str) -> list[dict[str, str]]:
     'Hope it helps.',
     json.dumps(["a", "b"]),
     json.dumps({"conversation": [{"client": "a"}, {"counsellor": "b"}]}),
+    json.dumps({"turns": [{"client": "a", "counsellor": "b"}]}),  # the guided schema's shape: one item per exchange
     "**Client:** a\n\n**Counsellor:** b",
     "Caregiver - a\nCoach: b",
 ])
@@ -204,3 +205,22 @@ def test_a_name_the_model_adds_gets_the_same_placeholder_in_every_turn() -> None
     assert "[NAME_2]" not in texts[0] and "[NAME_2]" in texts[1]
     assert all("[NAME_1]" in t for t in texts)  # the page's placeholder is kept as it was
     assert got.output_counts.get("NAME", 0) >= 4
+
+
+def test_the_guided_schema_holds_whole_exchanges_within_the_turn_limits() -> None:
+    """Alternation and the turn count are the schema's, not the model's: an exchange without a
+    reply, a speaker twice or too few exchanges are invalid JSON for guided decoding."""
+    import jsonschema
+
+    from mentalchat.dataset.config import DialoguesConfig
+    from mentalchat.dataset.dialogues import dialogue_schema
+
+    schema = dialogue_schema(DialoguesConfig(min_turns=2, max_turns=3))
+    ok = {"turns": [{"client": "c1", "counsellor": "r1"}, {"client": "c2", "counsellor": "r2"}]}
+    jsonschema.validate(ok, schema)
+    assert [m["role"] for m in normalise_turns(parse_turns(json.dumps(ok)))] == ["user", "assistant"] * 2
+    for bad in ({"turns": ok["turns"][:1]}, {"turns": ok["turns"] * 2},
+                {"turns": [{"client": "c1"}, {"client": "c2", "counsellor": "r2"}]},
+                {"turns": [{"client": "c1", "counsellor": "r1", "client2": "x"}] * 2}):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(bad, schema)

@@ -140,7 +140,7 @@ def test_dialogues_table_loads_in_chat_format_with_provenance(built) -> None:
     inter = [r for r in rows if r["source"] == "interview"]
     # 5 transcripts of 2-3 pages: windows 1-2 and, for the two 3-page ones, 3-3
     assert sorted(r["page_ref"].split(":")[1] for r in inter) == ["1-2"] * 5 + ["3-3"] * 2
-    assert {r["prompt_version"] for r in inter} == {"interview-dialogue-v1"}
+    assert {r["prompt_version"] for r in inter} == {"interview-dialogue-v2"}
     assert {r["generator_model"] for r in rows} == {"scripted"}
     assert all(r["instruction"] and len(r["id"]) == 16 for r in rows)
 
