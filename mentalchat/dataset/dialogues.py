@@ -132,7 +132,8 @@ def dialogue_schema(cfg: DialoguesConfig) -> dict[str, Any]:
     """Guided-decoding schema: one item per exchange (client, then counsellor), so alternation and
     the turn count hold by construction; a small model asked for a flat list of role-tagged turns
     repeated a speaker or stopped after one exchange (4 of 7 quickstart windows)."""
-    text = {"type": "string", "minLength": 1, "maxLength": cfg.max_turn_chars}
+    # minLength: about min_words words (SmolLM2 answered "Yes." in 5 of 7 windows with minLength 1)
+    text = {"type": "string", "minLength": max(1, 5 * cfg.min_words), "maxLength": cfg.max_turn_chars}
     exchange = {
         "type": "object",
         "properties": {"client": text, "counsellor": text},

@@ -215,12 +215,15 @@ def test_the_guided_schema_holds_whole_exchanges_within_the_turn_limits() -> Non
     from mentalchat.dataset.config import DialoguesConfig
     from mentalchat.dataset.dialogues import dialogue_schema
 
-    schema = dialogue_schema(DialoguesConfig(min_turns=2, max_turns=3))
-    ok = {"turns": [{"client": "c1", "counsellor": "r1"}, {"client": "c2", "counsellor": "r2"}]}
+    schema = dialogue_schema(DialoguesConfig(min_turns=2, max_turns=3, min_words=1))
+    ok = {"turns": [{"client": "client one", "counsellor": "reply one"},
+                    {"client": "client two", "counsellor": "reply two"}]}
+    with pytest.raises(jsonschema.ValidationError):  # shorter than min_words words can be
+        jsonschema.validate(ok, dialogue_schema(DialoguesConfig(min_turns=2, max_turns=3, min_words=3)))
     jsonschema.validate(ok, schema)
     assert [m["role"] for m in normalise_turns(parse_turns(json.dumps(ok)))] == ["user", "assistant"] * 2
     for bad in ({"turns": ok["turns"][:1]}, {"turns": ok["turns"] * 2},
-                {"turns": [{"client": "c1"}, {"client": "c2", "counsellor": "r2"}]},
-                {"turns": [{"client": "c1", "counsellor": "r1", "client2": "x"}] * 2}):
+                {"turns": [{"client": "client one"}, {"client": "client two", "counsellor": "reply two"}]},
+                {"turns": [{"client": "client one", "counsellor": "reply one", "client2": "again"}] * 2}):
         with pytest.raises(jsonschema.ValidationError):
             jsonschema.validate(bad, schema)
