@@ -6,7 +6,7 @@ STAMP := $(VENV)/.mentalchat-installed
 
 .PHONY: quickstart test install bench clean
 
-$(STAMP): pyproject.toml scripts/install.sh
+$(STAMP): pyproject.toml scripts/install.sh scripts/install_labelstudio.sh
 	bash scripts/install.sh
 	touch $(STAMP)
 

@@ -37,15 +37,17 @@ class _StageCommand:
 
 
 def commands() -> dict[str, Command]:
-    """Every sub-command by name: the registered stages in pipeline order, then pipeline, deidentify, crisis, import-dataset, fastchat."""
+    """Every sub-command by name: the registered stages in pipeline order, then pipeline, deidentify, crisis, import-dataset, fastchat, human-study."""
     from mentalchat.core.fastchat_command import FastChatCommand
     from mentalchat.dataset.deid_command import DeidentifyCommand
     from mentalchat.dataset.import_command import ImportDatasetCommand
+    from mentalchat.human_study.command import HumanStudyCommand
     from mentalchat.pipeline.command import PipelineCommand
     from mentalchat.safety.command import CrisisCommand
 
     out: dict[str, Command] = {name: _StageCommand(get_stage(name)) for name in stage_names()}
-    for cmd in (PipelineCommand(), DeidentifyCommand(), CrisisCommand(), ImportDatasetCommand(), FastChatCommand()):
+    for cmd in (PipelineCommand(), DeidentifyCommand(), CrisisCommand(), ImportDatasetCommand(), FastChatCommand(),
+                HumanStudyCommand()):
         out[cmd.name] = cmd
     return out
 

@@ -317,6 +317,29 @@ JUDGMENTS = register_table(
     )
 )
 
+#: Per-annotation extras of a human rating study (mentalchat.human_study): what judgments cannot hold.
+HUMAN_FLAGS = register_table(
+    TableSpec(
+        name="human_flags",
+        version=1,
+        description=(
+            "One row per human annotation imported from a rating study (jobs/human_study.py import): the "
+            "rater's crisis-concern checkbox, comment and time spent, unblinded to (question, model). "
+            "The scores themselves are judgments rows with judge 'human:<rater>'."
+        ),
+        schema=_schema(
+            ("item", pa.string(), False),  # the study's opaque item id
+            ("question_id", pa.string(), False),
+            ("model", pa.string(), False),
+            ("judge", pa.string(), False),  # human:<rater>
+            ("annotator", pa.string(), True),  # the Label Studio user who submitted it
+            ("crisis_concern", pa.bool_(), False),
+            ("lead_time_s", pa.float64(), True),
+            ("comment", pa.string(), True),
+        ),
+    )
+)
+
 # ---------------------------------------------------------------------------------------------
 # Stage 2 and 5 tables are registered below by their issues (manifest, means, gains, wins,
 # agreement, reliability).

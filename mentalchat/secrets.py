@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 __all__ = ["KEY_ENV_VARS", "REDACTED", "Scrubber", "scrub"]
 
 #: Variables that may hold credentials whatever a config says.
-KEY_ENV_VARS = ("OPENAI_API_KEY", "GEMINI_API_KEY", "GOOGLE_API_KEY", "ANTHROPIC_API_KEY")
+KEY_ENV_VARS = ("OPENAI_API_KEY", "GEMINI_API_KEY", "GOOGLE_API_KEY", "ANTHROPIC_API_KEY", "LABEL_STUDIO_API_KEY")
 
 REDACTED = "[REDACTED]"
 

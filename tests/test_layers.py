@@ -16,8 +16,9 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "mentalchat"
 
-#: The five stage packages: each may import the layers below, never another stage.
-STAGES = {"dataset", "finetune", "generate", "judge", "stats"}
+#: The five stage packages, and the human-study tool beside them: each may import the layers
+#: below, never another stage.
+STAGES = {"dataset", "finetune", "generate", "judge", "stats", "human_study"}
 #: What a stage may import (besides itself and the standard library / third parties).
 BELOW_STAGES = {"core", "engine", "models", "safety", "io", "schemas", "config", "errors", "secrets"}
 #: Layers nothing below the stages may import.

@@ -161,7 +161,10 @@ def gains_forest(gains: pd.DataFrame, configs: list[str], path: Path,
             if key not in d.index:
                 continue
             r = d.loc[key]
-            ax.errorbar(r["diff"], y, xerr=[[r["diff"] - r["diff_ci_low"]], [r["diff_ci_high"] - r["diff"]]],
+            # A percentile bootstrap over a few paired questions can leave the estimate outside its
+            # own CI (seen with human raters who share 1-2 questions per model): draw no negative bar.
+            lo, hi = max(0.0, r["diff"] - r["diff_ci_low"]), max(0.0, r["diff_ci_high"] - r["diff"])
+            ax.errorbar(r["diff"], y, xerr=[[lo], [hi]],
                         fmt="o", color=_color(key[1]), capsize=2, markersize=4)
         ax.axvline(0, color="black", linewidth=0.8)
         ax.set_yticks(range(len(keys)), [f"{b} · {c}" for b, c, _ in keys], fontsize=7)

@@ -1,0 +1,98 @@
+"""A rater in a real browser: headless Chromium (Debian's) on Label Studio's rating page, via Playwright.
+
+The rater logs in, opens their project's label stream, clicks stars on every control, ticks the
+crisis box, writes a comment and submits; ``pull`` + ``import`` must then hold exactly those
+ratings for the answer behind that task. The page is kept as a screenshot in
+``runs/test-artifacts/`` (or ``$MENTALCHAT_TEST_ARTIFACTS``) for a person to look at.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from mentalchat.cli import job_main
+from mentalchat.core.rubric import METRIC_KEYS, METRICS
+from mentalchat.schemas import read_table
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+# Chromium on a closed network: without the background-networking flags it keeps retrying Google's hosts.
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CLICKS = {key: 3 + i for i, key in enumerate(METRIC_KEYS)} | {"overall": 2}  # 3..9 and overall 2
+
+
+def _artifacts() -> Path:
+    root = Path(os.environ.get("MENTALCHAT_TEST_ARTIFACTS", Path(__file__).resolve().parents[2] / "runs" / "test-artifacts"))
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def test_rate_one_answer_in_the_browser(label_studio, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    if not Path(CHROMIUM).is_file():
+        pytest.fail(f"{CHROMIUM} is missing: scripts/install_labelstudio.sh installs Debian's chromium")
+    from playwright.sync_api import expect, sync_playwright
+
+    from .conftest import make_answers
+
+    from mentalchat.schemas import ANSWERS, write_table
+
+    answers = write_table(ANSWERS.from_rows(make_answers(3)), tmp_path / "answers.parquet", "answers")
+    questions = tmp_path / "q.jsonl"
+    questions.write_text("".join(json.dumps({"question_id": str(q), "turns": [
+        f"Client message {q}: I have not slept properly for weeks and I snap at everyone at work."]}) + "\n"
+        for q in range(1, 4)))
+    study = tmp_path / "study"
+    job_main("human-study", ["export", "--answers", str(answers), "--questions", str(questions), "--raters", "ana",
+                             "--per-rater", "2", "--output", str(study)])
+    monkeypatch.setenv("LABEL_STUDIO_API_KEY", label_studio.token)
+    job_main("human-study", ["push", "--study", str(study), "--url", label_studio.url])
+    pid = json.loads((study / "labelstudio.json").read_text())["projects"]["ana"]
+    shot = _artifacts() / "human_study_rating_page.png"
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        page = browser.new_context(viewport={"width": 1280, "height": 1400}).new_page()
+        page.goto(f"{label_studio.url}/user/login/")
+        page.fill("#email", label_studio.email)
+        page.fill("#password", label_studio.password)
+        page.click("button.login-button")
+        page.wait_for_url(lambda u: "/user/login" not in u, timeout=30_000)
+        page.goto(f"{label_studio.url}/projects/{pid}/data?labeling=1")
+        page.wait_for_selector("#ctl_overall ul.ant-rate", timeout=60_000)
+        expect(page.get_by_text(METRICS[1] + ":", exact=False)).to_be_visible()  # the definitions are on the page
+        for control, n in CLICKS.items():
+            star = page.locator(f'#ctl_{control} ul.ant-rate [role="radio"][aria-posinset="{n}"]')
+            star.click()
+            expect(star).to_have_attribute("aria-checked", "true")
+        box = page.locator('#ctl_crisis input[type="checkbox"]')
+        box.check()
+        page.locator('#ctl_comment textarea').fill("warm but skips the sleep problem")
+        page.screenshot(path=str(shot), full_page=True)
+        with page.expect_response(lambda r: r.request.method == "POST" and "/annotations" in r.url) as sent:
+            page.get_by_role("button", name="Submit current annotation").click()
+        assert sent.value.status == 201, sent.value.text()
+        task_id = sent.value.json()["task"]
+        browser.close()
+
+    assert shot.stat().st_size > 20_000
+    job_main("human-study", ["pull", "--study", str(study)])
+    ratings = tmp_path / "ratings"
+    job_main("human-study", ["import", "--study", str(study), "--output", str(ratings)])
+    exported = json.loads((study / "export" / "ana.json").read_text())
+    item = next(t["data"]["item"] for t in exported if t["id"] == task_id)
+    assert item == json.loads((study / "tasks" / "ana.json").read_text())[0]["data"]["item"]  # first in her order
+    entry = json.loads((study / "key" / "unblinding_key.json").read_text())["items"][item]
+    rows = read_table(ratings / "human_judgments.parquet", "judgments").to_pylist()
+    assert len(rows) == 7 and {(r["question_id"], r["model"]) for r in rows} == {(entry["question_id"], entry["model"])}
+    assert {r["metric"]: r["score"] for r in rows} == {m: float(CLICKS[k]) for m, k in zip(METRICS, METRIC_KEYS, strict=True)}
+    assert {r["overall"] for r in rows} == {2.0} and {r["judge"] for r in rows} == {"human:ana"}
+    flags = read_table(ratings / "human_flags.parquet", "human_flags").to_pylist()
+    assert flags == [{**flags[0], "crisis_concern": True, "comment": "warm but skips the sleep problem"}]
+    assert flags[0]["lead_time_s"] > 0
