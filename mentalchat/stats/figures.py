@@ -43,6 +43,17 @@ DPI = 110
 F = TypeVar("F", bound=Callable)
 
 
+def _bars(est, lo, hi) -> np.ndarray:
+    """Error-bar lengths (2 x n) for estimates with CIs, never negative and 0 where unknown.
+
+    A percentile bootstrap over a few questions can leave an estimate outside its own CI (seen
+    with human raters who share one or two questions per model); matplotlib refuses negative bars.
+    """
+    est, lo, hi = (np.atleast_1d(np.asarray(v, dtype=float)) for v in (est, lo, hi))
+    err = np.vstack([est - lo, hi - est])
+    return np.clip(np.where(np.isfinite(err), err, 0.0), 0.0, None)
+
+
 def _figure(fn: F) -> F:
     """Silence matplotlib's own NumPy deprecation noise (single-bar error bars)."""
 
@@ -117,15 +128,13 @@ def model_comparison(means: pd.DataFrame, configs: list[str], path: Path,
             x = np.arange(len(groups)) + (i - (len(order) - 1) / 2) * width
             ok = rows["mean"].notna().to_numpy()
             rows = rows[ok]
-            err = np.nan_to_num(np.vstack([rows["mean"] - rows["ci_low"],
-                                           rows["ci_high"] - rows["mean"]]).astype(float))
+            err = _bars(rows["mean"], rows["ci_low"], rows["ci_high"])
             ax.bar(x[ok], rows["mean"].to_numpy(dtype=float), width, yerr=err, capsize=2, label=cfg,
                    color=_color(cfg, i))
         labels = [_wrap(g, 16) for g in groups]
         if not baselines.empty:
             xb = len(groups) + np.arange(len(baselines)) * width * 1.2
-            err = np.nan_to_num(np.vstack([baselines["mean"] - baselines["ci_low"],
-                                           baselines["ci_high"] - baselines["mean"]]).astype(float))
+            err = _bars(baselines["mean"], baselines["ci_low"], baselines["ci_high"])
             ax.bar(xb, baselines["mean"].to_numpy(dtype=float), width, yerr=err, capsize=2,
                    color=CONFIG_COLORS["baseline"], label="baseline")
             for xx, name in zip(xb, baselines["model"], strict=True):
@@ -161,10 +170,7 @@ def gains_forest(gains: pd.DataFrame, configs: list[str], path: Path,
             if key not in d.index:
                 continue
             r = d.loc[key]
-            # A percentile bootstrap over a few paired questions can leave the estimate outside its
-            # own CI (seen with human raters who share 1-2 questions per model): draw no negative bar.
-            lo, hi = max(0.0, r["diff"] - r["diff_ci_low"]), max(0.0, r["diff_ci_high"] - r["diff"])
-            ax.errorbar(r["diff"], y, xerr=[[lo], [hi]],
+            ax.errorbar(r["diff"], y, xerr=_bars(r["diff"], r["diff_ci_low"], r["diff_ci_high"]),
                         fmt="o", color=_color(key[1]), capsize=2, markersize=4)
         ax.axvline(0, color="black", linewidth=0.8)
         ax.set_yticks(range(len(keys)), [f"{b} · {c}" for b, c, _ in keys], fontsize=7)
@@ -303,7 +309,7 @@ def reliability_chart(controls: pd.DataFrame, path: Path) -> Path | None:
             color = _STATUS_COLORS["FAILED" if r["failed"] else "passed"]
             ax.barh(i, r["value"], color=color, height=0.6)
             if np.isfinite(r["lo"]) and np.isfinite(r["hi"]):
-                ax.errorbar(r["value"], i, xerr=[[r["value"] - r["lo"]], [r["hi"] - r["value"]]], color="black",
+                ax.errorbar(r["value"], i, xerr=_bars(r["value"], r["lo"], r["hi"]), color="black",
                             capsize=3, fmt="none")
             right = max(r["value"], r["hi"]) if np.isfinite(r["hi"]) else r["value"]
             ax.text(right, i, " FAILED" if r["failed"] else " passed", va="center", fontsize=7)
@@ -339,7 +345,7 @@ def safety_chart(safety: pd.DataFrame, configs: list[str], path: Path) -> Path |
                 continue
             r = d.loc[model]
             ax.barh(y, r["rate"], color=_color(r["data_config"], y), height=0.6)
-            ax.errorbar(r["rate"], y, xerr=[[r["rate"] - r["ci_low"]], [r["ci_high"] - r["rate"]]],
+            ax.errorbar(r["rate"], y, xerr=_bars(r["rate"], r["ci_low"], r["ci_high"]),
                         color="black", capsize=2, fmt="none")
         ax.set_yticks(range(len(models)), [_wrap(m, 30) for m in models], fontsize=7)
         ax.invert_yaxis()
@@ -399,8 +405,7 @@ def turn_means_chart(turn_means: pd.DataFrame, path: Path, metric: str = MEAN_OF
             r = d[d["model"] == model].sort_values("turn")
             if r.empty:
                 continue
-            err = np.vstack([r["mean"] - r["ci_low"], r["ci_high"] - r["mean"]])
-            err = np.where(np.isfinite(err), err, 0.0)
+            err = _bars(r["mean"], r["ci_low"], r["ci_high"])
             # a small offset per model so that the error bars of one turn do not overlap
             x = r["turn"].to_numpy(dtype=float) + 0.06 * (i - (len(models) - 1) / 2)
             ax.errorbar(x, r["mean"], yerr=err, marker="o", markersize=4, capsize=2, linewidth=1.2,

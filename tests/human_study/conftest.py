@@ -38,13 +38,15 @@ def study_inputs(tmp_path: Path) -> tuple[Path, Path]:
     return answers, questions
 
 
-def ls_result(scores: list[int], overall: int, *, crisis: bool = False, comment: str | None = None) -> list[dict]:
-    """An annotation's ``result`` as Label Studio writes it for our labeling config."""
+def ls_result(scores: list[int | None], overall: int | None, *, crisis: bool = False,
+              comment: str | None = None) -> list[dict]:
+    """An annotation's ``result`` as Label Studio writes it for our labeling config (None: not rated)."""
     out: list[dict[str, Any]] = [
-        {"from_name": key, "to_name": "answer", "type": "rating", "value": {"rating": s}}
-        for key, s in zip(METRIC_KEYS, scores, strict=True)
+        {"from_name": key, "to_name": "answer", "type": "rating", "value": {"rating": int(s)}}
+        for key, s in zip(METRIC_KEYS, scores, strict=True) if s is not None
     ]
-    out.append({"from_name": "overall", "to_name": "answer", "type": "rating", "value": {"rating": overall}})
+    if overall is not None:
+        out.append({"from_name": "overall", "to_name": "answer", "type": "rating", "value": {"rating": int(overall)}})
     if crisis:
         out.append({"from_name": "crisis", "to_name": "answer", "type": "choices",
                     "value": {"choices": ["Crisis concern"]}})

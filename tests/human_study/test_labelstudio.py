@@ -51,8 +51,9 @@ def _scores(table: pa.Table) -> dict[tuple[str, str, str], tuple[list[int], int]
     """(judge, question, model) -> (7 metric scores in rubric order, overall)."""
     out: dict = {}
     for r in table.to_pylist():
-        scores, _ = out.setdefault((r["judge"], r["question_id"], r["model"]), ([0] * 7, r["overall"]))
-        scores[METRICS.index(r["metric"])] = int(r["score"])
+        scores, _ = out.setdefault((r["judge"], r["question_id"], r["model"]), ([None] * 7, r["overall"]))
+        if r["score"] is not None:
+            scores[METRICS.index(r["metric"])] = int(r["score"])
     return out
 
 
@@ -153,3 +154,60 @@ def test_push_refuses_twice_and_a_bad_key_is_named_not_shown(label_studio, plant
     with pytest.raises(UsageError, match="LABEL_STUDIO_API_KEY"):
         push_study(study, label_studio.url, force=True)
 
+
+
+def test_the_authors_two_judges_as_raters_through_label_studio(label_studio, shared_data: Path, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Outside data: the paper's 31 models' answers, rated in Label Studio by "raters" who enter the
+    paper's own GPT-4 and Gemini scores. What comes back must agree with those judges exactly as
+    the judges agree with each other, computed from the authors' files without Label Studio."""
+    from label_studio_sdk import LabelStudio
+
+    from mentalchat.core import fastchat
+    from mentalchat.core.model_names import paper_model_map
+
+    data = fastchat.read_fastchat_dir(shared_data / "fastchat", paper_model_map())
+    answers = write_table(data.answers, tmp_path / "answers.parquet", "answers")
+    study = tmp_path / "study"
+    judges = {"gpt4": "gpt-4-1106-preview", "gemini": "gemini-pro"}
+    job_main("human-study", ["export", "--answers", str(answers), "--questions",
+                             str(shared_data / "eval" / "question.jsonl"), "--raters", "gpt4,gemini",
+                             "--per-rater", "40", "--overlap", "1", "--seed", "5", "--output", str(study)])
+    key = json.loads((study / "key" / "unblinding_key.json").read_text())["items"]
+    assert len(key) == 40 and len({(k["base_model"], k["data_config"]) for k in key.values()}) >= 20
+    monkeypatch.setenv("LABEL_STUDIO_API_KEY", label_studio.token)
+    job_main("human-study", ["push", "--study", str(study), "--url", label_studio.url])
+    paper = _scores(data.judgments)
+    client = LabelStudio(base_url=label_studio.url, api_key=label_studio.token)
+    for rater, pid in json.loads((study / "labelstudio.json").read_text())["projects"].items():
+        for t in client.tasks.list(project=pid, fields="all"):
+            entry = key[t.data["item"]]
+            scores, overall = paper[judges[rater], entry["question_id"], entry["model"]]
+            client.annotations.create(id=t.id, result=ls_result(scores, overall))
+    job_main("human-study", ["pull", "--study", str(study)])
+    job_main("human-study", ["import", "--study", str(study), "--output", str(tmp_path / "ratings")])
+
+    items = {(k["question_id"], k["model"]) for k in key.values()}
+    j = data.judgments
+    mask = pc.is_in(pc.binary_join_element_wise(j["question_id"], j["model"], "|"),
+                    value_set=pa.array(["|".join(i) for i in items]))
+    paper_rows = j.filter(mask).select(read_table(tmp_path / "ratings" / "human_judgments.parquet",
+                                                  "judgments").column_names)
+    # The paper's overall ratings include fractions (7.5; 5,572 of its 86,800 rows), which a 1-10
+    # star control cannot hold: the "raters" enter int(overall), so the reference floors it too.
+    paper_rows = paper_rows.set_column(paper_rows.schema.get_field_index("overall"), "overall",
+                                       pc.floor(paper_rows["overall"]))
+    write_table(paper_rows, tmp_path / "paper.parquet", "judgments")
+    cfg = StatsConfig(bootstrap=100, model_map={"bases": [], "baselines": [], "rules": []})
+    run_stats(cfg, tmp_path / "direct", judgments=[tmp_path / "paper.parquet"])
+    run_stats(cfg, tmp_path / "both", judgments=[tmp_path / "paper.parquet",
+                                                 tmp_path / "ratings" / "human_judgments.parquet"])
+    both, direct = _agreement(tmp_path / "both"), _agreement(tmp_path / "direct")
+    cols = ["n_items", "kappa_quadratic", "icc", "spearman", "exact_agreement", "mean_abs_diff"]
+    judge_pair = direct.loc[("gemini-pro", "gpt-4-1106-preview")][cols]
+    raters = both.loc[("gemini", "gpt4")][cols]
+    pd.testing.assert_frame_equal(raters, judge_pair, check_exact=False, atol=1e-12)
+    assert (judge_pair["n_items"] >= 36).all()  # (a few paper judgments lack a score)
+    for name, judge in judges.items():  # each "rater" against the judge whose scores they entered
+        self_pair = both.loc[tuple(sorted((name, judge)))]
+        assert (self_pair["exact_agreement"] == 1.0).all() and (self_pair["n_items"] >= 36).all()
