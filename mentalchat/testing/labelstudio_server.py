@@ -9,6 +9,7 @@ closed network neither waits nor phones home. A cold start (migrations) took 23 
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import signal
@@ -65,16 +66,7 @@ class LabelStudioServer:
             )
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.port = self.port or _free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("LABEL_STUDIO_", "DJANGO_"))}
-        env.update({
-            "LABEL_STUDIO_BASE_DATA_DIR": str(self.data_dir), "DJANGO_DB": "sqlite",
-            "LABEL_STUDIO_USERNAME": self.email, "LABEL_STUDIO_PASSWORD": self.password,
-            "LABEL_STUDIO_USER_TOKEN": self.token, "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN": "true",
-            "LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK": "true", "LATEST_VERSION_CHECK": "false",
-            "COLLECT_ANALYTICS": "false", "SENTRY_DSN": "", "FRONTEND_SENTRY_DSN": "",
-            "FEATURE_FLAGS_OFFLINE": "true", "PYTHONUNBUFFERED": "1",
-        })
-        env.pop("VIRTUAL_ENV", None)
+        env = self._env()
         cmd = [str(exe), "start", "--no-browser", "--internal-host", "127.0.0.1", "--port", str(self.port),
                "--data-dir", str(self.data_dir), f"--username={self.email}", f"--password={self.password}",
                f"--user-token={self.token}"]
@@ -98,6 +90,25 @@ class LabelStudioServer:
         self.stop()
         raise TimeoutError(f"Label Studio did not answer /health on {self.url} within {self.startup_timeout_s:.0f} s; "
                            f"log {self.log}:\n{self._tail()}")
+
+    def invite_url(self) -> str:
+        """The organisation's sign-up link, the way an admin invites raters (sign-up without one is off)."""
+        req = urllib.request.Request(f"{self.url}/api/invite", headers={"Authorization": f"Token {self.token}"})
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return self.url + json.loads(resp.read())["invite_url"]
+
+    def _env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("LABEL_STUDIO_", "DJANGO_"))}
+        env.update({
+            "LABEL_STUDIO_BASE_DATA_DIR": str(self.data_dir), "DJANGO_DB": "sqlite",
+            "LABEL_STUDIO_USERNAME": self.email, "LABEL_STUDIO_PASSWORD": self.password,
+            "LABEL_STUDIO_USER_TOKEN": self.token, "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN": "true",
+            "LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK": "true", "LATEST_VERSION_CHECK": "false",
+            "COLLECT_ANALYTICS": "false", "SENTRY_DSN": "", "FRONTEND_SENTRY_DSN": "",
+            "FEATURE_FLAGS_OFFLINE": "true", "PYTHONUNBUFFERED": "1",
+        })
+        env.pop("VIRTUAL_ENV", None)
+        return env
 
     def _tail(self, n: int = 30) -> str:
         try:

@@ -1,6 +1,6 @@
 """A rater in a real browser: headless Chromium (Debian's) on Label Studio's rating page, via Playwright.
 
-The rater logs in, opens their project's label stream, clicks stars on every control, ticks the
+The rater signs up through the invite link with her own account, opens their project's label stream, clicks stars on every control, ticks the
 crisis box, writes a comment and submits; ``pull`` + ``import`` must then hold exactly those
 ratings for the answer behind that task. The page is kept as a screenshot in
 ``runs/test-artifacts/`` (or ``$MENTALCHAT_TEST_ARTIFACTS``) for a person to look at.
@@ -54,16 +54,19 @@ def test_rate_one_answer_in_the_browser(label_studio, tmp_path: Path, monkeypatc
     monkeypatch.setenv("LABEL_STUDIO_API_KEY", label_studio.token)
     job_main("human-study", ["push", "--study", str(study), "--url", label_studio.url])
     pid = json.loads((study / "labelstudio.json").read_text())["projects"]["ana"]
+    # The rater joins through the organisation's invite link with her own account (not the admin's,
+    # whose token pushed the study), as a clinician would.
+    email, password = "ana@clinic.example", "rater-Pass-4821"
     shot = _artifacts() / "human_study_rating_page.png"
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
         page = browser.new_context(viewport={"width": 1280, "height": 1400}).new_page()
-        page.goto(f"{label_studio.url}/user/login/")
-        page.fill("#email", label_studio.email)
-        page.fill("#password", label_studio.password)
-        page.click("button.login-button")
-        page.wait_for_url(lambda u: "/user/login" not in u, timeout=30_000)
+        page.goto(label_studio.invite_url())
+        page.fill('input[name="email"]', email)
+        page.fill('input[name="password"]', password)
+        page.locator('form button[type="submit"], form input[type="submit"]').first.click()
+        page.wait_for_url(lambda u: "/user/signup" not in u, timeout=30_000)
         page.goto(f"{label_studio.url}/projects/{pid}/data?labeling=1")
         page.wait_for_selector("#ctl_overall ul.ant-rate", timeout=60_000)
         expect(page.get_by_text(METRICS[1] + ":", exact=False)).to_be_visible()  # the definitions are on the page
@@ -96,3 +99,7 @@ def test_rate_one_answer_in_the_browser(label_studio, tmp_path: Path, monkeypatc
     flags = read_table(ratings / "human_flags.parquet", "human_flags").to_pylist()
     assert flags == [{**flags[0], "crisis_concern": True, "comment": "warm but skips the sleep problem"}]
     assert flags[0]["lead_time_s"] > 0
+    from label_studio_sdk import LabelStudio
+
+    users = {u.id: u.email for u in LabelStudio(base_url=label_studio.url, api_key=label_studio.token).users.list()}
+    assert users[int(flags[0]["annotator"])] == email  # submitted by the rater's own account
