@@ -134,7 +134,7 @@ def design_study(
     if unknown:
         raise UsageError(
             f"{len(unknown)} answers are to questions the questions file does not hold "
-            f"(e.g. question_id {sorted(set(unknown))[0]!r}); pass the questions the answers were made for"
+            f"(e.g. question_id {min(unknown)!r}); pass the questions the answers were made for"
         )
     available = sum(len(v) for v in by_stratum.values())
     if available < n_distinct:

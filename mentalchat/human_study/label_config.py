@@ -40,15 +40,15 @@ def labeling_config() -> str:
         lines += [
             f'  <View idAttr="ctl_{key}">',
             f"    <Header value={quoteattr(f'{metric}: {METRIC_DESCRIPTIONS[metric]}')} size=\"5\"/>",
-            f'    <Rating name="{key}" toName="answer" maxRating="{SCORE_MAX}" required="true"'
-            f" requiredMessage={quoteattr(f'Rate {metric}')}/>",
+            (f'    <Rating name="{key}" toName="answer" maxRating="{SCORE_MAX}" required="true"'
+             f" requiredMessage={quoteattr(f'Rate {metric}')}/>"),
             "  </View>",
         ]
     lines += [
         f'  <View idAttr="ctl_{OVERALL_CONTROL}">',
         '    <Header value="Overall: your rating of the reply as a whole" size="5"/>',
-        f'    <Rating name="{OVERALL_CONTROL}" toName="answer" maxRating="{SCORE_MAX}" required="true"'
-        ' requiredMessage="Rate the reply overall"/>',
+        (f'    <Rating name="{OVERALL_CONTROL}" toName="answer" maxRating="{SCORE_MAX}" required="true"'
+         ' requiredMessage="Rate the reply overall"/>'),
         "  </View>",
         f'  <View idAttr="ctl_{CRISIS}">',
         f'    <Choices name="{CRISIS}" toName="answer" choice="multiple" showInline="true">',
@@ -57,8 +57,8 @@ def labeling_config() -> str:
         "  </View>",
         f'  <View idAttr="ctl_{COMMENT}">',
         '    <Header value="Comment (optional)" size="5"/>',
-        f'    <TextArea name="{COMMENT}" toName="answer" rows="3" placeholder="anything the scores do not say"'
-        ' maxSubmissions="1" editable="true"/>',
+        (f'    <TextArea name="{COMMENT}" toName="answer" rows="3" placeholder="anything the scores do not say"'
+         ' maxSubmissions="1" editable="true"/>'),
         "  </View>",
         "</View>",
     ]

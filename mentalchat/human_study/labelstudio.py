@@ -49,7 +49,7 @@ def _client(url: str | None, timeout_s: float) -> tuple[Any, str]:
 def _call(what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
     try:
         return fn(*args, **kwargs)
-    except Exception as exc:  # the SDK raises httpx and its own ApiError types
+    except Exception as exc:  # noqa: BLE001  (the SDK raises httpx's errors and its own ApiError)
         status = getattr(exc, "status_code", None)
         body = getattr(exc, "body", None)
         detail = f"HTTP {status}: {body}" if status else f"{type(exc).__name__}: {exc}"

@@ -39,9 +39,9 @@ def test_rate_one_answer_in_the_browser(label_studio, tmp_path: Path, monkeypatc
         pytest.fail(f"{CHROMIUM} is missing: scripts/install_labelstudio.sh installs Debian's chromium")
     from playwright.sync_api import expect, sync_playwright
 
-    from .conftest import make_answers
-
     from mentalchat.schemas import ANSWERS, write_table
+
+    from .conftest import make_answers
 
     answers = write_table(ANSWERS.from_rows(make_answers(3)), tmp_path / "answers.parquet", "answers")
     questions = tmp_path / "q.jsonl"

@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 import pytest
 
 from mentalchat.cli import job_main
-from mentalchat.core.rubric import METRIC_TO_KEY, METRICS
+from mentalchat.core.rubric import METRICS
 from mentalchat.errors import UsageError
 from mentalchat.human_study.labelstudio import LabelStudioError, push_study
 from mentalchat.schemas import ANSWERS, read_table, write_table
@@ -156,6 +156,7 @@ def test_push_refuses_twice_and_a_bad_key_is_named_not_shown(label_studio, plant
 
 
 
+@pytest.mark.shared
 def test_the_authors_two_judges_as_raters_through_label_studio(label_studio, shared_data: Path, tmp_path: Path,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     """Outside data: the paper's 31 models' answers, rated in Label Studio by "raters" who enter the

@@ -109,7 +109,7 @@ def test_rater_from_annotator_splits_a_shared_project(tmp_path: Path, study_inpu
 
 
 def test_bad_files(tmp_path: Path, study_inputs) -> None:
-    out, _, key = _exported(tmp_path, study_inputs)
+    _, _, key = _exported(tmp_path, study_inputs)
     (tmp_path / "obj.json").write_text('{"a": 1}')
     with pytest.raises(StudyImportError, match="list of tasks"):
         read_export([tmp_path / "obj.json"], key)
