@@ -13,7 +13,11 @@ from typing import Any
 
 from mentalchat.dataset.filters import word_count
 
-__all__ = ["decontamination_lines", "dialogue_lines", "write_card", "write_histograms"]
+__all__ = ["decontamination_lines", "dialogue_lines", "hub_header", "write_card", "write_histograms"]
+
+#: The tables a dataset folder may hold, in the order the card's ``configs`` list them
+#: (``qa_pairs`` first: what ``load_dataset(folder)`` opens).
+HUB_TABLES = ("qa_pairs", "dialogues", "rejects", "pages")
 
 BUILT_BY = "built by `mentalchat` (`jobs/build_dataset.py`)"
 
@@ -60,6 +64,34 @@ def _quantiles(values: list[int]) -> str:
     return f"{v[0]} / {q(0.5)} / {sum(v) / len(v):.0f} / {v[-1]}"
 
 
+def _size_category(n: int) -> str:
+    """The Hub's ``size_categories`` bucket for ``n`` rows."""
+    for limit, name in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"),
+                        (1_000_000, "100K<n<1M")):
+        if n < limit:
+            return name
+    return "1M<n<10M"
+
+
+def hub_header(folder: Path, n_pairs: int, *, license: str = "other") -> str:
+    """The card's YAML front matter: Hub metadata and one ``configs`` entry per table in ``folder``.
+
+    Why: the folder holds tables with different columns; without ``configs``,
+    ``datasets.load_dataset(folder)`` tries to read them as one and fails. With it, the folder opens
+    as ``qa_pairs`` by default and ``load_dataset(folder, "rejects")`` names another table.
+    """
+    present = [t for t in HUB_TABLES if (folder / f"{t}.parquet").is_file()]
+    lines = ["---", f"license: {license}", "language:", "- en", "task_categories:", "- question-answering",
+             "- text-generation", "size_categories:", f"- {_size_category(n_pairs)}",
+             "tags:", "- mental-health", "- counseling", "- mentalchat16k", "pretty_name: Counselling QA pairs",
+             "configs:"]
+    for t in present:
+        lines += [f"- config_name: {t}", "  data_files:", "  - split: train", f"    path: {t}.parquet"]
+        if t == "qa_pairs":
+            lines.append("  default: true")
+    return "\n".join([*lines, "---", ""])
+
+
 def write_card(
     path: Path,
     *,
@@ -81,11 +113,11 @@ def write_card(
     else:
         said = f"Instruction stored with every pair: *{next(iter(instructions), instruction)}*"
     lines = [
-        "# Dataset card",
+        hub_header(path.parent, len(qa)) + "# Dataset card",
         "",
         ("Counselling question-answer pairs in the MentalChat16K schema (`instruction`, `input`, "
-        f"`output`) {built_by}. Load with "
-        '`datasets.load_dataset("parquet", data_files="qa_pairs.parquet")`.'),
+        f"`output`) {built_by}. Load with `datasets.load_dataset(FOLDER)` (the pairs; the YAML "
+        'header above names each table) or `datasets.load_dataset(FOLDER, "rejects")`.'),
         "",
         said,
         "",

@@ -124,7 +124,8 @@ def read_export(
             where = f"{path}: task {n}"
             data = task.get("data") if isinstance(task, dict) else None
             if not isinstance(data, dict) or "item" not in data:
-                raise StudyImportError(f"{where}: no data.item (not a task of a mentalchat study)")
+                raise StudyImportError(f"{where}: no data.item (not a task of a mentalchat study, or a JSON-MIN/CSV "
+                                       "export: export the project as JSON)")
             item = str(data["item"])
             entry = key.get(item)
             if entry is None:

@@ -184,3 +184,20 @@ def test_job_cli_dry_run_and_errors(repo_root: Path, corpus, tmp_path: Path) -> 
     bad = subprocess.run([*job, "--transcripts", str(tmp_path / "missing"), "--output", str(tmp_path / "ds")],
                          capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and "transcript folder not found" in bad.stderr
+
+
+def test_the_folder_opens_as_a_hugging_face_dataset(built) -> None:
+    """``load_dataset(folder)`` opens the pairs (the card's YAML ``configs``), a name opens another table."""
+    import datasets
+
+    out, stats = built
+    cache = str(out.parent / "hf-folder")
+    pairs = datasets.load_dataset(str(out), split="train", cache_dir=cache)
+    assert len(pairs) == pq.read_table(out / "qa_pairs.parquet").num_rows and "output" in pairs.column_names
+    rejects = datasets.load_dataset(str(out), "rejects", split="train", cache_dir=cache)
+    assert len(rejects) == pq.read_table(out / "rejects.parquet").num_rows and "filter" in rejects.column_names
+    pages = datasets.load_dataset(str(out), "pages", split="train", cache_dir=cache)
+    assert len(pages) == stats["interview"]["pages"]
+    assert datasets.get_dataset_config_names(str(out)) == ["qa_pairs", "rejects", "pages"]
+    card = (out / "README.md").read_text()
+    assert card.startswith("---\nlicense: other\n") and "size_categories:\n- n<1K" in card
