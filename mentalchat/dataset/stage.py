@@ -75,6 +75,10 @@ a benchmark question (--questions; dataset.decontamination), which fine-tuning t
                            help="synthetic path: one check call before the sweep, whatever it costs "
                                 "(default: only above dataset.synthetic.preflight_min_cost_usd)")
         check.add_argument("--no-preflight", dest="preflight", action="store_const", const="never")
+        parser.add_argument("--push-to-hub", metavar="REPO", help="after the build, upload the folder to the "
+                            "Hugging Face Hub as dataset REPO (token from $HF_TOKEN; refused unless the leak "
+                            "gate passed on the interview text)")
+        parser.add_argument("--public", action="store_true", help="with --push-to-hub: a public repo (default private)")
 
     def run_command(self, cfg: DatasetConfig, args: argparse.Namespace) -> int:
         from mentalchat.dataset.build import build_dataset, resolve_transcripts
@@ -92,4 +96,8 @@ a benchmark question (--questions; dataset.decontamination), which fine-tuning t
         if not args.dry_run:
             print(f"{stats['pairs']} pairs, {stats['rejected']} rejected -> {args.output} "
                   f"(qa_pairs.parquet, rejects.parquet, pages.parquet, README.md)")
+            if args.push_to_hub:
+                from mentalchat.dataset.hub import push_to_hub
+
+                print(f"pushed to {push_to_hub(args.output, args.push_to_hub, private=not args.public)}")
         return 0
