@@ -58,6 +58,7 @@ __all__ = [
     "parse_turns",
     "run_interview_dialogues",
     "run_synthetic_dialogues",
+    "keep_one_training",
     "split_for",
     "window_requests",
     "windows",
@@ -372,10 +373,23 @@ def dialogue_id(messages: Sequence[Mapping[str, str]]) -> str:
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
 
 
+def _split_hash(did: str) -> float:
+    return int(hashlib.sha256(f"split\0{did}".encode()).hexdigest()[:8], 16) / 0x1_0000_0000
+
+
 def split_for(did: str, share: float) -> str:
     """``benchmark`` for ``share`` of ids (a stable hash, independent of order and run), else ``train``."""
-    h = int(hashlib.sha256(f"split\0{did}".encode()).hexdigest()[:8], 16) / 0x1_0000_0000
-    return "benchmark" if h < share else "train"
+    return "benchmark" if _split_hash(did) < share else "train"
+
+
+def keep_one_training(rows: list[dict[str, Any]]) -> None:
+    """When the hash sent every dialogue to ``benchmark``, the one nearest the boundary trains.
+
+    Why: with a few dialogues (a small build kept 1 of 7) the hash can hold them all out, and the
+    ``multiturn`` configuration then has nothing to train on; a benchmark of n-1 costs less.
+    """
+    if rows and all(r["split"] == "benchmark" for r in rows):
+        max(rows, key=lambda r: _split_hash(r["id"]))["split"] = "train"
 
 
 def audit_dialogues(detector: Any, dialogues: Sequence[Sequence[Mapping[str, str]]]) -> list[dict[str, Any]]:
@@ -444,6 +458,7 @@ def finalize_dialogues(
                      "n_turns": len(d["messages"]) // 2, "source": d["source"], "topic": d.get("topic"),
                      "page_ref": d.get("page_ref"), "split": split_for(did, cfg.benchmark_share),
                      "generator_model": d["generator_model"], "prompt_version": d["prompt_version"]})
+    keep_one_training(rows)
     for row, audit in zip(rows, audit_dialogues(detector, [r["messages"] for r in rows]), strict=True):
         row.update(audit)
     return rows, dups

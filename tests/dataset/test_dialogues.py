@@ -18,6 +18,7 @@ from mentalchat.dataset.dialogues import (
     normalise_turns,
     parse_turns,
     process_window_result,
+    keep_one_training,
     split_for,
     window_fingerprints,
     windows,
@@ -107,6 +108,21 @@ def test_split_is_a_stable_share_of_ids() -> None:
     assert [split_for(i, 0.2) for i in ids] == [split_for(i, 0.2) for i in ids]
     assert {split_for(i, 0.0) for i in ids} == {"train"} and {split_for(i, 1.0) for i in ids} == {"benchmark"}
     assert len(set(ids)) == len(ids) and dialogue_id(_msgs("a", "b")) != dialogue_id(_msgs("a", "c"))
+
+
+def test_a_split_that_holds_out_everything_keeps_one_to_train() -> None:
+    # Seen in the quickstart: 1 dialogue kept, hashed to 'benchmark', and 'multiturn' had nothing to train on.
+    ids = [dialogue_id(_msgs(f"client {i}", "counsellor")) for i in range(3)]
+    rows = [{"id": i, "split": "benchmark"} for i in ids]
+    keep_one_training(rows)
+    assert [r["split"] for r in rows].count("train") == 1
+    rows2 = [{"id": i, "split": "benchmark"} for i in reversed(ids)]
+    keep_one_training(rows2)  # the same one, whatever the order
+    assert {r["id"] for r in rows if r["split"] == "train"} == {r["id"] for r in rows2 if r["split"] == "train"}
+    mixed = [{"id": ids[0], "split": "train"}, {"id": ids[1], "split": "benchmark"}]
+    keep_one_training(mixed)
+    assert [r["split"] for r in mixed] == ["train", "benchmark"]
+    keep_one_training([])
 
 
 def test_audit_flags_client_turns_and_checks_only_later_counsellor_turns() -> None:
