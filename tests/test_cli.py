@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parents[1]
 JOBS = {"dataset": "build_dataset", "finetune": "finetune", "generate": "generate", "judge": "judge",
         "import-dataset": "import_dataset",
         "stats": "stats", "pipeline": "pipeline", "deidentify": "deidentify", "crisis": "crisis", "fastchat": "fastchat",
-        "human-study": "human_study"}
+        "human-study": "human_study", "inspect-logs": "inspect_logs"}
 KEY = "sk-test-Abcdefghijklmnopqrstuvwx"
 
 
@@ -43,7 +43,7 @@ def test_job_script_and_console_command_take_the_same_options(command: str) -> N
     assert _options(as_job) == _options(as_command)
     assert as_job.epilog == as_command.epilog and as_job.description == as_command.description
     text = as_job.format_help()
-    if command not in ("pipeline", "deidentify", "crisis", "import-dataset", "fastchat", "human-study"):
+    if command not in ("pipeline", "deidentify", "crisis", "import-dataset", "fastchat", "human-study", "inspect-logs"):
         assert "--config" in text and "--verbose" in text and "overrides" in text
         assert get_stage(command).usage.splitlines()[1].strip() in text  # the examples are shown
 
