@@ -27,6 +27,8 @@ $PIP install -q --no-deps "label-studio-sdk==2.1.2" xmljson jsf rstr appdirs 2>&
 # Inspect AI (the inspect extra: `mentalchat inspect-logs`, tested with `inspect view`), on its own line so
 # that a resolver clash shows here rather than failing the whole project install.
 $PIP install -q "inspect_ai==0.3.285" 2>&1 | grep -v '^WARNING: Location' || true
+# Experiment tracking (the tracking extra; tests read the runs back), likewise on its own line.
+$PIP install -q "mlflow-skinny==3.18.0" "wandb==0.31.0" 2>&1 | grep -v '^WARNING: Location' || true
 $PIP uninstall -y -q torchvision torchaudio torchcodec triton 2>/dev/null || true
 # The human-study tests: a real Label Studio server in its own venv (its pins are not ours) and
 # Debian's headless Chromium, which Playwright drives (no browser download).
@@ -36,7 +38,7 @@ import importlib, sys
 import torch
 from label_studio_sdk import LabelStudio  # noqa: F401  (its lazy import fails here when a dependency is missing)
 assert torch.__version__.startswith("2.13.0") and "+cpu" in torch.__version__, torch.__version__
-for mod in ("vllm", "ray", "trl", "peft", "mentalchat", "label_studio_sdk", "playwright", "inspect_ai"):
+for mod in ("vllm", "ray", "trl", "peft", "mentalchat", "label_studio_sdk", "playwright", "inspect_ai", "mlflow", "wandb"):
     importlib.import_module(mod)
 print(f"install ok: torch {torch.__version__}, python {sys.version.split()[0]}")
 PY

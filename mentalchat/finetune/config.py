@@ -187,12 +187,18 @@ class FailureSettings(StrictModel):
 
 
 class LoggingSettings(StrictModel):
+    """Experiment tracking (finetune/tracking.py): one run per finished trial, logged by the driver."""
+
     mlflow: bool = False
-    mlflow_tracking_uri: str | None = None
+    mlflow_tracking_uri: str | None = Field(None, description="e.g. sqlite:///mlflow.db, file:./mlruns, http://host:5000; "
+                                                              "None: $MLFLOW_TRACKING_URI or ./mlruns")
     mlflow_experiment: str = "mentalchat-finetune"
     wandb: bool = False
     wandb_project: str = "mentalchat-finetune"
     wandb_group: str | None = None
+    wandb_mode: Literal["offline", "online"] = Field(
+        "offline", description="offline: runs under wandb_dir, uploaded later with `wandb sync`; online needs $WANDB_API_KEY")
+    wandb_dir: str | None = Field(None, description="where W&B writes its runs (None: <finetune output>/wandb)")
 
 
 class MergeSettings(StrictModel):

@@ -254,20 +254,54 @@ def _plan_json(plan: ExperimentPlan) -> dict[str, Any]:
     }
 
 
-def _tune_callbacks(cfg: FinetuneConfig) -> list[Any]:
-    callbacks: list[Any] = []
-    lg = cfg.logging
+def _track(plan: ExperimentPlan, rows: list[dict[str, Any]]) -> None:
+    """Each finished trial to MLflow / W&B (finetune.logging); see :mod:`mentalchat.finetune.tracking`."""
+    lg = plan.cfg.logging
+    if not (lg.mlflow or lg.wandb):
+        return
+    from mentalchat.finetune.tracking import TrialRecord, file_sha256, log_mlflow, log_wandb
+
+    dataset_sha = file_sha256(plan.dataset) if plan.dataset.is_file() else ""
+    by_key = {p.key: p for p in plan.trials}
+    records = []
+    for row in rows:
+        p = by_key[row["trial_id"]]
+        history = _checkpoint_history(row["checkpoint_path"], plan.storage_path)
+        records.append(TrialRecord(
+            key=p.key, experiment=plan.name,
+            params={"base_model": p.spec.model.label, "data_config": p.spec.data_config, "max_steps": p.max_steps,
+                    "n_train": p.n_train, "n_eval": p.n_eval, **json.loads(row["hyperparameters"])},
+            tags={"data_config": p.spec.data_config, "base_model": p.spec.model.label, "dataset_sha256": dataset_sha,
+                  "dataset_splits": _dataset_fingerprint(plan.splits), "config_hash": plan.config_hash},
+            history=history,
+            final={k: row[k] for k in ("train_loss", "eval_loss", "best_eval_loss", "steps", "tokens_trained")
+                   if row.get(k) is not None},
+            adapter=Path(row["adapter_path"]),
+        ))
     if lg.mlflow:
-        from ray.air.integrations.mlflow import MLflowLoggerCallback
-
-        callbacks.append(
-            MLflowLoggerCallback(tracking_uri=lg.mlflow_tracking_uri, experiment_name=lg.mlflow_experiment)
-        )
+        ids = log_mlflow(records, lg.mlflow_tracking_uri, lg.mlflow_experiment)
+        log.info("finetune %s: %d trials logged to MLflow (%s)", plan.name, len(ids), lg.mlflow_tracking_uri or "default")
     if lg.wandb:
-        from ray.air.integrations.wandb import WandbLoggerCallback
+        ids = log_wandb(records, lg.wandb_project, lg.wandb_group, mode=lg.wandb_mode,
+                        directory=lg.wandb_dir or plan.output / "wandb")
+        log.info("finetune %s: %d trials logged to W&B (%s)", plan.name, len(ids), lg.wandb_mode)
 
-        callbacks.append(WandbLoggerCallback(project=lg.wandb_project, group=lg.wandb_group))
-    return callbacks
+
+def _checkpoint_history(checkpoint_path: str, storage_path: str) -> list[dict[str, Any]]:
+    """The HF trainer's per-step log of a reported checkpoint (local folder or storage URI)."""
+    from mentalchat.finetune.tracking import read_history
+
+    if "://" not in storage_path:
+        return read_history(checkpoint_path)
+    import pyarrow.fs as pafs
+
+    fs, _ = pafs.FileSystem.from_uri(storage_path)
+    try:
+        with fs.open_input_stream(f"{checkpoint_path.rstrip('/')}/trainer_state.json") as fh:
+            state = json.loads(fh.read())
+    except (OSError, ValueError):
+        return []
+    return [e for e in state.get("log_history", []) if "step" in e]
 
 
 def _ensure_ray() -> None:
@@ -403,7 +437,7 @@ def tune_run_config(plan: ExperimentPlan, extra_callbacks: list[Any] | None = No
         name=plan.name,
         storage_path=plan.storage_path,
         failure_config=tune.FailureConfig(max_failures=cfg.failure.trial_max_failures),
-        callbacks=_tune_callbacks(cfg) + list(extra_callbacks or []),
+        callbacks=list(extra_callbacks or []),
         verbose=1,
     )
 
@@ -545,6 +579,7 @@ def run_finetune(
 
     table = get_table("manifest").from_rows(rows)
     write_table(table, plan.output / "manifest.parquet", "manifest")
+    _track(plan, rows)
     decon = plan.decontamination
     if decon is not None:
         write_json_atomic(plan.output / "decontamination.json", decon)

@@ -79,8 +79,10 @@ any Label Studio JSON export) unblinds them into judgments rows 'human:<rater>' 
             design = export_study(args.answers, args.questions, args.output, raters=args.raters,
                                   per_rater=args.per_rater, overlap=args.overlap, seed=args.seed,
                                   key=args.key, name=args.name)
+            left = "; left out: " + ", ".join(f"{n} ({why})" for why, n in design.left_out.items()) \
+                if design.left_out else ""
             print(f"{len(design.items)} answers ({design.n_shared} shared) for {len(design.raters)} raters x "
-                  f"{design.per_rater}, {len(design.strata)} strata -> {args.output}")
+                  f"{design.per_rater}, {len(design.strata)} strata -> {args.output}{left}")
             return 0
         if args.action == "push":
             from .labelstudio import push_study

@@ -55,6 +55,7 @@ class StudyDesign:
     items: dict[str, StudyItem]
     assignments: dict[str, list[str]]
     strata: dict[str, int] = field(default_factory=dict)  # stratum -> distinct items drawn
+    left_out: dict[str, int] = field(default_factory=dict)  # why answers were not eligible -> count
 
     def key(self) -> dict[str, Any]:
         """The unblinding key: item id -> (question, model, base model, data configuration)."""
@@ -102,7 +103,8 @@ def design_study(
 ) -> StudyDesign:
     """Draw the study: ``per_rater`` answers per rater, a share ``overlap`` of them rated by every rater.
 
-    Single-turn answers only (a multi-turn conversation needs a different rating page). Every
+    Single-turn answers to the questions given only (a multi-turn conversation needs a different
+    rating page; answers to other questions, such as the crisis probes', are left out and counted). Every
     rater gets the same ``round(overlap * per_rater)`` shared items plus their own; shared and own
     items are each drawn round-robin over the strata, so both halves are balanced by model.
     """
@@ -121,20 +123,26 @@ def design_study(
     rows = answers.to_pylist()
     by_stratum: dict[str, list[dict[str, Any]]] = defaultdict(list)
     unknown: list[str] = []
+    multi = empty = 0
     for rec in rows:
-        if rec.get("turn") is not None or not (rec.get("answer") or "").strip():
+        if rec.get("turn") is not None:
+            multi += 1
+            continue
+        if not (rec.get("answer") or "").strip():
+            empty += 1
             continue
         q = texts.get(rec["question_id"])
-        if q is None:
+        if q is None:  # e.g. the crisis probes' answers beside the benchmark's: not part of this study
             unknown.append(rec["question_id"])
             continue
         if q.is_multi_turn:
+            multi += 1
             continue
         by_stratum[stratum_of(rec.get("base_model"), rec.get("data_config"), rec["model_id"])].append(rec)
-    if unknown:
+    if unknown and not by_stratum:
         raise UsageError(
-            f"{len(unknown)} answers are to questions the questions file does not hold "
-            f"(e.g. question_id {min(unknown)!r}); pass the questions the answers were made for"
+            f"none of the answers is to a question of the questions file (e.g. question_id {min(unknown)!r}); "
+            f"pass the questions the answers were made for"
         )
     available = sum(len(v) for v in by_stratum.values())
     if available < n_distinct:
@@ -180,5 +188,7 @@ def design_study(
         random.Random(f"{seed}:{r}").shuffle(seq)
         assignments[r] = seq
     counts = {s: len(drawn[s]) for s in strata if drawn[s]}
+    left_out = {k: v for k, v in {"question not in the questions file": len(unknown), "multi-turn": multi,
+                                  "empty answer": empty}.items() if v}
     return StudyDesign(raters=list(raters), per_rater=per_rater, n_shared=n_shared, seed=seed,
-                       items=items, assignments=assignments, strata=counts)
+                       items=items, assignments=assignments, strata=counts, left_out=left_out)

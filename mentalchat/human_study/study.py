@@ -52,7 +52,7 @@ def export_study(
     manifest = {
         "name": name or Path(output).name,
         "raters": design.raters, "per_rater": design.per_rater, "shared_items": design.n_shared,
-        "overlap": overlap, "seed": seed, "distinct_items": len(design.items), "strata": design.strata,
+        "overlap": overlap, "seed": seed, "distinct_items": len(design.items), "strata": design.strata, "left_out": design.left_out,
         "answers": str(answers), "questions": str(questions),
         "labeling_config_sha256": hashlib.sha256(config.encode()).hexdigest(),
         "key": str(key) if key else str(KEY_FILE),

@@ -86,8 +86,11 @@ def grid(ray_cluster, repo_root: Path, tiny_model: Path, base_model_without_temp
          tmp_path_factory: pytest.TempPathFactory) -> dict:
     """6 trials at once; the synthetic ones train longer, and one of them has its worker killed."""
     out = tmp_path_factory.mktemp("ft-grid") / "out"
+    track = out.parent / "tracking"
     cfg = _smoke(repo_root, _models(tiny_model, base_model_without_template),
-                 f"train.max_steps={{synthetic: {STEPS['synthetic']}, interview: 4, combined: 4}}")
+                 f"train.max_steps={{synthetic: {STEPS['synthetic']}, interview: 4, combined: 4}}",
+                 "logging.mlflow=true", f"logging.mlflow_tracking_uri=file:{track}/mlruns",
+                 "logging.wandb=true", f"logging.wandb_dir={track}")
     plan = plan_experiment(cfg, dataset, out)
     stop, killed = threading.Event(), []
     killer = threading.Thread(target=_kill_after_first_checkpoint,
@@ -100,7 +103,7 @@ def grid(ray_cluster, repo_root: Path, tiny_model: Path, base_model_without_temp
         stop.set()
         killer.join(timeout=5)
     return {"cfg": cfg, "out": out, "manifest": manifest, "seconds": time.monotonic() - started,
-            "plan": plan, "killed": killed}
+            "plan": plan, "killed": killed, "tracking": track, "dataset": dataset}
 
 
 def test_grid_writes_a_complete_manifest(grid: dict) -> None:
@@ -136,6 +139,32 @@ def test_grid_writes_a_complete_manifest(grid: dict) -> None:
     marker = read_done_marker(out)
     assert marker and marker["stage"] == "finetune" and marker["trials"] == 6
     print(f"\n6-trial grid: {grid['seconds']:.0f} s")
+
+
+def test_every_trial_is_tracked_in_mlflow_and_wandb(grid: dict) -> None:
+    """Read back through MLflow's client: one run per trial with its config, every step's loss and
+    learning rate (the killed trial's too: the history survives the restart), the adapter, the dataset hash."""
+    pytest.importorskip("mlflow")
+    from mlflow.tracking import MlflowClient
+
+    from mentalchat.finetune.tracking import file_sha256
+
+    client = MlflowClient(tracking_uri=f"file:{grid['tracking']}/mlruns")
+    exp = client.get_experiment_by_name("mentalchat-finetune")
+    runs = {r.data.tags["trial"]: r for r in client.search_runs([exp.experiment_id])}
+    manifest = {r["trial_id"]: r for r in grid["manifest"].to_pylist()}
+    assert set(runs) == set(manifest)
+    sha = file_sha256(grid["dataset"])
+    for key, run in runs.items():
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, "loss")]
+        assert steps == list(range(1, manifest[key]["steps"] + 1)), key  # logging_steps: 1 in smoke.yaml
+        assert len(client.get_metric_history(run.info.run_id, "learning_rate")) == len(steps)
+        assert client.get_metric_history(run.info.run_id, "eval_loss")
+        assert run.data.tags["dataset_sha256"] == sha and run.data.params["data_config"] == manifest[key]["data_config"]
+        assert run.data.params["lora.r"] == str(grid["cfg"].lora.r)
+        assert "adapter/adapter_config.json" in {a.path for a in client.list_artifacts(run.info.run_id, "adapter")}
+        assert run.data.metrics["final_eval_loss"] == pytest.approx(manifest[key]["eval_loss"])
+    assert len(list((grid["tracking"] / "wandb").glob("offline-run-*"))) == len(manifest)
 
 
 def test_every_adapter_loads_in_vllm_and_changes_the_output(grid: dict, tiny_model: Path,

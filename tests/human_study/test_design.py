@@ -50,6 +50,7 @@ def test_strata_are_balanced_in_the_sample_and_in_the_shared_part(study_inputs) 
 def test_multi_turn_and_empty_answers_are_not_drawn(study_inputs) -> None:
     d = _design(study_inputs, raters=("a", "b"), per_rater=24, overlap=0.0)
     assert len(d.items) == 48  # every single-turn answer, none of mt1's turns
+    assert d.left_out == {"multi-turn": 8}
     assert all(it.question_id != "mt1" for it in d.items.values())
 
 
@@ -78,10 +79,16 @@ def test_too_few_answers_names_the_shortfall(study_inputs) -> None:
         _design(study_inputs, per_rater=22, overlap=0.1)
 
 
-def test_answers_to_unknown_questions_are_an_error(tmp_path: Path, study_inputs) -> None:
-    answers = ANSWERS.from_rows(make_answers(2) + [{"question_id": "zz", "model_id": "m", "answer": "x"}])
-    with pytest.raises(UsageError, match="'zz'"):
-        design_study(answers, load_questions(study_inputs[1]), ["a"], 2, 0.0)
+def test_answers_to_other_questions_are_left_out_and_counted(tmp_path: Path, study_inputs) -> None:
+    # The pipeline's answers hold the crisis probes' beside the benchmark's.
+    answers = ANSWERS.from_rows(make_answers(2) + [{"question_id": "crisis-01", "model_id": "m", "answer": "x"},
+                                                   {"question_id": "1", "model_id": "m2", "answer": " "}])
+    d = design_study(answers, load_questions(study_inputs[1]), ["a"], 8, 0.0)
+    assert {it.question_id for it in d.items.values()} == {"1", "2"}
+    assert d.left_out == {"question not in the questions file": 1, "empty answer": 1}
+    only_other = ANSWERS.from_rows([{"question_id": "zz", "model_id": "m", "answer": "x"}])
+    with pytest.raises(UsageError, match="none of the answers .*'zz'"):
+        design_study(only_other, load_questions(study_inputs[1]), ["a"], 1, 0.0)
 
 
 @pytest.mark.parametrize(("raters", "per_rater", "overlap", "match"), [
