@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import html
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,8 +60,20 @@ class Document:
         if path is not None and Path(path).is_file():
             self.blocks.append(_Block("image", Path(path), caption=caption))
 
+    def sections(self) -> list[tuple[str, str]]:
+        """(title, anchor) of every level-2 heading, in order: the table of contents."""
+        seen: dict[str, int] = {}
+        out = []
+        for b in self.blocks:
+            if b.kind == "h" and b.level == 2:
+                out.append((b.data, _anchor(b.data, seen)))
+        return out
+
     def to_markdown(self, root: Path) -> str:
         out = [f"# {self.title}", ""]
+        toc = self.sections()
+        if len(toc) > 2:  # GitHub's heading anchors: lower case, punctuation dropped, spaces to '-'
+            out += ["**Contents:** " + " · ".join(f"[{t}](#{a})" for t, a in toc), ""]
         for b in self.blocks:
             if b.kind == "h":
                 out += ["#" * b.level + " " + b.data, ""]
@@ -86,12 +99,20 @@ class Document:
             "font-size:13px}th,td{border:1px solid #ccc;padding:3px 7px;text-align:right}"
             "th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}"
             "img{max-width:100%}figcaption,.cap{font-style:italic;color:#555;font-size:13px}"
+            "nav.toc{background:#f7f7f7;border:1px solid #ddd;padding:.4em 1em;font-size:14px}"
+            "nav.toc ol{columns:2;margin:.3em 0}summary{cursor:pointer;color:#245;font-size:13px}"
             "</style></head><body>",
             f"<h1>{html.escape(self.title)}</h1>",
         ]
+        toc = self.sections()
+        anchors = iter(a for _, a in toc)
+        if len(toc) > 2:
+            parts.append('<nav class="toc"><strong>Contents</strong><ol>' + "".join(
+                f'<li><a href="#{a}">{html.escape(t)}</a></li>' for t, a in toc) + "</ol></nav>")
         for b in self.blocks:
             if b.kind == "h":
-                parts.append(f"<h{b.level}>{html.escape(b.data)}</h{b.level}>")
+                anchor = f' id="{next(anchors)}"' if b.level == 2 else ""
+                parts.append(f"<h{b.level}{anchor}>{html.escape(b.data)}</h{b.level}>")
             elif b.kind == "p":
                 parts.append(f"<p>{_inline_html(b.data)}</p>")
             elif b.kind == "list":
@@ -99,7 +120,11 @@ class Document:
             elif b.kind == "table":
                 if b.caption:
                     parts.append(f'<p class="cap">{html.escape(b.caption)}</p>')
-                parts.append(_html_table(b.data))
+                if len(b.data) > COLLAPSE_ROWS:  # long tables fold away; the caption stays in view
+                    parts.append(f"<details><summary>{len(b.data)} rows (show)</summary>"
+                                 f"{_html_table(b.data)}</details>")
+                else:
+                    parts.append(_html_table(b.data))
             elif b.kind == "image":
                 data = base64.b64encode(b.data.read_bytes()).decode()
                 parts.append(f'<figure><img alt="{html.escape(b.caption)}" '
@@ -107,6 +132,18 @@ class Document:
                              f"{html.escape(b.caption)}</figcaption></figure>")
         parts.append("</body></html>")
         return "\n".join(parts) + "\n"
+
+
+#: Tables longer than this are collapsed (``<details>``) in the HTML report.
+COLLAPSE_ROWS = 25
+
+
+def _anchor(title: str, seen: dict[str, int]) -> str:
+    """A heading's anchor as GitHub renders it (lower case, punctuation dropped, spaces to '-')."""
+    base = re.sub(r"[^\w\- ]", "", title.lower()).strip().replace(" ", "-")
+    n = seen.get(base, 0)
+    seen[base] = n + 1
+    return base if n == 0 else f"{base}-{n}"
 
 
 def _cell(v: Any) -> str:
