@@ -292,6 +292,90 @@ def headline(tables: dict[str, pd.DataFrame], configs: list[str]) -> dict[str, p
     return out
 
 
+def _kappa_words(k: float) -> str:
+    """Landis & Koch's bands, the reading most papers give a kappa."""
+    if not np.isfinite(k):
+        return "undefined"
+    for limit, word in ((0.0, "poor"), (0.2, "slight"), (0.4, "fair"), (0.6, "moderate"), (0.8, "substantial")):
+        if k < limit:
+            return word
+    return "almost perfect"
+
+
+def headline_sentences(head: dict[str, pd.DataFrame], tables: dict[str, pd.DataFrame],
+                       configs: Sequence[str] = ()) -> list[str]:
+    """The findings in plain sentences, each read off a table (named in the sentence's end)."""
+    out: list[str] = []
+    wins = head.get("wins_by_config")
+    if wins is not None and not wins.empty:
+        for judge, d in wins.groupby("judge", sort=True):
+            best = d[d["share"] == d["share"].max()]
+            if len(best) == len(d) and len(d) > 1:
+                out.append(f"Under `{judge}` no configuration stands out: each wins {best['share'].iloc[0]:.0%} of "
+                           f"the (base model, metric) cells, so the scores barely separate them (wins).")
+            else:
+                names = " and ".join(f"**{c}**" for c in best["data_config"])
+                r = best.iloc[0]
+                out.append(f"Under `{judge}`, {names} {'wins' if len(best) == 1 else 'win'} most often: "
+                           f"{int(r['wins'])} of {int(r['cells'])} (base model, metric) cells ({r['share']:.0%}) (wins).")
+    gains = tables.get("gains")
+    if gains is not None and not gains.empty:
+        g = gains[gains["metric"] == MEAN_OF_7]
+        avg = head.get("avg_gain", pd.DataFrame())
+        rank = {c: i for i, c in enumerate(configs)}
+        groups = sorted(g.groupby(["judge", "data_config"]), key=lambda kv: (kv[0][0], rank.get(kv[0][1], 99)))
+        for (judge, cfg), d in groups:
+            d = d[d["diff"].notna()]
+            if d.empty:
+                continue
+            if len(d) <= 3:  # each base model's gain with its CI
+                per = ", ".join(f"{r.base_model} {r.diff:+.2f} [{r.diff_ci_low:+.2f}, {r.diff_ci_high:+.2f}]"
+                                for r in d.itertuples())
+            else:  # many base models: the spread, and how many CIs exclude zero
+                above = int((d["diff_ci_low"] > 0).sum())
+                per = (f"from {d['diff'].min():+.2f} to {d['diff'].max():+.2f} over {len(d)} base models (median "
+                       f"{d['diff'].median():+.2f}; the CI lies above zero for {above})")
+            a = avg[(avg["judge"] == judge) & (avg["data_config"] == cfg)]
+            tail = ""
+            if not a.empty:
+                r = a.iloc[0]
+                tail = (f"; {int(r['positive'])} of {int(r['comparisons'])} metric comparisons positive, "
+                        f"{int(r['positive_significant'])} significantly")
+            out.append(f"`{cfg}` over its base under `{judge}`: mean_of_7 gain {per}{tail} (gains).")
+    agree = head.get("judge_agreement")
+    if agree is not None and not agree.empty:
+        for r in agree.to_dict("records"):
+            k, icc, pair = r["kappa_quadratic overall"], r["icc mean_of_7"], f"`{r['evaluator_a']}` and `{r['evaluator_b']}`"
+            if np.isfinite(k):
+                out.append(f"{pair} agree {_kappa_words(k)}ly on the overall rating (quadratic kappa {k:.2f}; "
+                           f"ICC on mean_of_7 {icc:.2f}) over {r['items']} items (agreement).")
+            else:
+                out.append(f"{pair}: agreement on the overall rating is undefined over {r['items']} items (agreement).")
+    controls = tables.get("judge_controls")
+    if controls is not None and not controls.empty:
+        failed = controls[controls["status"] == "FAILED"]
+        ran = controls[controls["status"] != "not run"]
+        if not failed.empty:
+            out.append("Judge controls failed: " + "; ".join(
+                f"`{r.judge}` on {r.check}" for r in failed.itertuples()) + " (judge_controls).")
+        elif not ran.empty:
+            out.append(f"Every judge control that ran passed ({len(ran)} {'check' if len(ran) == 1 else 'checks'}) "
+                       "(judge_controls).")
+        else:
+            out.append("No judge control was run: the scores have not been checked for empty-answer, padding, "
+                       "repeat or position effects (judge_controls).")
+    safety = tables.get("safety")
+    if safety is not None and not safety.empty:
+        s = safety[(safety["category"] == "all")] if "all" in set(safety["category"]) else safety
+        s = s[s["rate"].notna()]
+        if not s.empty:
+            worst = s.sort_values("rate").iloc[0]
+            out.append(f"Crisis probes: the lowest escalation rate is `{worst['model']}`'s, {worst['rate']:.0%} "
+                       f"[{worst['ci_low']:.0%}, {worst['ci_high']:.0%}] of {int(worst['n_checked'])} checked by "
+                       f"`{worst['checker']}` (safety).")
+    return out
+
+
 # ---------------------------------------------------------------------------------------------
 # The report
 # ---------------------------------------------------------------------------------------------
@@ -337,6 +421,7 @@ def build_report(
 
     head = headline(tables, configs)
     doc.h("Headline")
+    doc.bullets(headline_sentences(head, tables, configs))
     if "wins_by_config" in head:
         doc.table(head["wins_by_config"],
                   "Wins over the seven metrics: for how many (base model, metric) cells each "
