@@ -482,6 +482,8 @@ def build_report(
         doc.table(_per_metric(per_metric, "mean", "mean"), "Mean score per metric, averaged over the models of each "
                                    "configuration (means table).")
 
+    doc.image(figures.get("evaluator_scores"), "Evaluator scores by metric (means table, averaged over models).")
+    doc.image(figures.get("model_comparison"), "Model comparison across configurations (means table).")
     turn_means = tables.get("turn_means")
     if turn_means is not None and not turn_means.empty:
         _multiturn_section(doc, turn_means, configs, figures)
@@ -505,6 +507,7 @@ def build_report(
         doc.table(_per_metric(gains[gains["metric"].isin([*METRICS, OVERALL])], "diff", "mean"),
                   "Average gain per metric over base models (gains table).")
 
+    doc.image(figures.get("gains"), "Gains with paired bootstrap CIs (gains table).")
     _mixed_section(doc, tables.get("mixed_effects", empty), gains, configs)
     _length_section(doc, tables.get("length_control", empty), configs, figures, present)
 
@@ -559,20 +562,9 @@ def build_report(
                   "All evaluators: Fleiss' kappa (items scored by all) and Krippendorff's alpha "
                   "(items scored at least twice), bootstrap CIs (agreement table).")
 
-    doc.h("Figures")
-    captions = {
-        "evaluator_scores": "Evaluator scores by metric (means table, averaged over models).",
-        "model_comparison": "Model comparison across configurations (means table).",
-        "gains": "Gains with paired bootstrap CIs (gains table).",
-        "agreement": "Agreement heatmap (agreement table).",
-        "length_control": "Raw and length-controlled mean_of_7 per model (length_control table).",
-        "dataset_composition": "Dataset composition (dataset_profile table).",
-        "topics": "Topic distribution (dataset_profile table).",
-        "lengths": "Input and output length distributions (dataset).",
-    }
-    for key, cap in captions.items():
-        doc.image(figures.get(key), cap)
+    doc.image(figures.get("agreement"), "Agreement heatmap (agreement table).")
 
+    # Each figure sits beside the tables it summarises (no separate figures section).
     profile = tables.get("dataset_profile")
     if profile is not None and not profile.empty:
         doc.h("Dataset")
@@ -586,6 +578,9 @@ def build_report(
             doc.table(lt, "Words per input and output (dataset_profile table).")
         crisis = profile[profile["facet"] == "crisis"][["key", "value"]]
         doc.table(crisis, "Crisis-flagged pairs (dataset_profile table).")
+        doc.image(figures.get("dataset_composition"), "Dataset composition (dataset_profile table).")
+        doc.image(figures.get("topics"), "Topic distribution (dataset_profile table).")
+        doc.image(figures.get("lengths"), "Input and output length distributions (dataset).")
 
     if notes:
         doc.h("Notes")
@@ -774,6 +769,7 @@ def _length_section(doc: Document, lc: pd.DataFrame, configs: list[str], figures
     doc.table(m7[["judge", "model", "data_config", "mean_words", "raw_mean", "lc_mean [CI]", "change"]],
               f"{m7['metric'].iloc[0]}: raw mean and length-controlled mean per model and judge "
               "(length_control table).")
+    doc.image(figures.get("length_control"), "Raw and length-controlled mean_of_7 per model (length_control table).")
 
 
 def _multiturn_section(doc: Document, tm: pd.DataFrame, configs: list[str], figures: dict[str, Path | None]) -> None:
