@@ -80,6 +80,9 @@ class PipelineConfig(StrictModel):
     fastchat: list[str] = Field(
         default_factory=list, description="FastChat data folders (model_judgment*/) passed to the stats stage"
     )
+    paper_reference: bool = Field(
+        False, description="also render the paper's tables from the bundled numbers-only table of the authors' "
+                           "judge scores into <output>/paper-report (beside this run's own report, labelled apart)")
     ray: RayOptions = Field(default_factory=RayOptions)
     env: dict[str, str] = Field(
         default_factory=dict,

@@ -174,6 +174,7 @@ class PipelineResult:
     seconds: float
     notice: str | None = None
     ray_seconds: float = 0.0
+    paper_report: Path | None = None
 
     def stage(self, name: str) -> StageResult | None:
         return next((s for s in self.stages if s.stage == name), None)
@@ -415,6 +416,30 @@ def _output_lock(output: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+PAPER_REPORT_DIR = "paper-report"
+
+
+def _paper_reference(plan: PipelinePlan, output: Path, echo: Callable[[str], None]) -> Path:
+    """The paper's tables from the bundled authors' scores, in their own folder (cheap: seconds)."""
+    import tempfile
+
+    from mentalchat.core.paper_scores import PAPER_REPORT_TITLE, read_paper_scores
+    from mentalchat.schemas import write_table
+    from mentalchat.stats.config import StatsConfig
+    from mentalchat.stats.run import run_stats
+
+    base = plan.configs.get("stats")
+    cfg = (base if isinstance(base, StatsConfig) else StatsConfig()).model_copy(
+        update={"report_title": PAPER_REPORT_TITLE})
+    t0 = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="mentalchat-paper-") as tmp:
+        scores = write_table(read_paper_scores(), Path(tmp) / "judgments.parquet", "judgments")
+        res = run_stats(cfg, output / PAPER_REPORT_DIR, judgments=[scores])
+    echo(f"==> paper reference: the authors' published judge scores -> {res.report_md} "
+         f"({time.monotonic() - t0:.1f} s)")
+    return res.report_md
+
+
 def run_pipeline(
     plan: PipelinePlan,
     output: str | Path,
@@ -439,6 +464,8 @@ def run_pipeline(
     try:
         with _output_lock(output):
             result = driver.run()
+            if plan.pipeline.paper_reference:
+                result.paper_report = _paper_reference(plan, output, echo)
     finally:
         if driver.started_ray and shutdown_ray:
             import ray

@@ -48,6 +48,8 @@ def format_summary(result: PipelineResult) -> str:
         lines.append(f"  {'':<{width}}             {what}")
     if result.ray_seconds:
         lines.append(f"  (Ray start-up: {result.ray_seconds:.1f} s)")
+    if result.paper_report is not None:
+        lines.append(f"  paper reference (the authors' own judge scores, not this run): {_show(result.paper_report)}")
     if result.notice:
         lines.append(f"NOTE: {result.notice}")
     return "\n".join(lines)
