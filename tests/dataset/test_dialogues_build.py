@@ -130,6 +130,9 @@ def test_dialogues_table_loads_in_chat_format_with_provenance(built) -> None:
     out, stats, _ = built
     ds = datasets.load_dataset("parquet", data_files=str(out / "dialogues.parquet"), split="train",
                                cache_dir=str(out.parent / "hf"))
+    # the folder's card names the table too: load_dataset(folder, "dialogues")
+    named = datasets.load_dataset(str(out), "dialogues", split="train", cache_dir=str(out.parent / "hf"))
+    assert named.num_rows == ds.num_rows and "dialogues" in datasets.get_dataset_config_names(str(out))
     rows = _table(out)
     assert len(ds) == len(rows) == stats["dialogues"]["dialogues"] > 0
     for r in ds:
