@@ -37,7 +37,7 @@ from typing import Any
 for _key, _value in {"HF_HUB_OFFLINE": "1", "TQDM_DISABLE": "1", "TOKENIZERS_PARALLELISM": "false"}.items():
     os.environ.setdefault(_key, _value)
 
-from train_throughput import _config, _steady  # noqa: E402 - same SFT settings and steady-state maths
+from train_throughput import _config, _steady, batch_padding_share  # noqa: E402 - same SFT settings, maths, padding
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_SYNTHETIC = REPO.parent / "shared" / "mentalchat16k" / "synthetic" / "instructions_with_topics.jsonl"
@@ -122,17 +122,7 @@ def _train(args: argparse.Namespace, model_path: str, rows: list[dict[str, list[
 
 
 def _unpacked_padding(args: argparse.Namespace, model_path: str, rows: list[dict[str, list[int]]]) -> float:
-    from mentalchat.finetune.recipe import build_trainer
-
-    cfg = _config(args, packing=False)
-    with tempfile.TemporaryDirectory(prefix="bench-mt-pad-") as tmp:
-        trainer = build_trainer(cfg, model_path=model_path, train_rows=rows, eval_rows=None, output_dir=tmp,
-                                max_steps=1, save=False)
-        real = padded = 0
-        for batch in trainer.get_train_dataloader():
-            real += int(batch["attention_mask"].sum())
-            padded += batch["input_ids"].numel()
-    return 1.0 - real / padded
+    return batch_padding_share(_config(args, packing=False), model_path, rows, save=False)
 
 
 def main() -> None:

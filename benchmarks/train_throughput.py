@@ -169,7 +169,7 @@ def unpacked_padding_share(split_train: Any, *, model: str = PADDING_MODEL, sour
     """
     from mentalchat.core.prompt_format import PromptFormatter
     from mentalchat.finetune.data import encode_rows
-    from mentalchat.finetune.recipe import build_trainer, load_tokenizer
+    from mentalchat.finetune.recipe import load_tokenizer
     from mentalchat.models.kit import resolve_model
 
     model_path = resolve_model(model)
@@ -177,10 +177,16 @@ def unpacked_padding_share(split_train: Any, *, model: str = PADDING_MODEL, sour
                        source_max_len=source_len, target_max_len=target_len)
     ns = argparse.Namespace(model=model, source_len=source_len, target_len=target_len, micro_batch=micro_batch,
                             steps=1, save_steps=1, threads=1)
-    cfg = _config(ns, packing=False)
+    return batch_padding_share(_config(ns, packing=False), model_path, rows)
+
+
+def batch_padding_share(cfg: Any, model_path: str, rows: list[dict[str, list[int]]], **trainer_kw: Any) -> float:
+    """Padded share of the positions in one epoch of the trainer's own batches (its collator and sampler)."""
+    from mentalchat.finetune.recipe import build_trainer
+
     with tempfile.TemporaryDirectory(prefix="bench-pad-") as tmp:
         trainer = build_trainer(cfg, model_path=model_path, train_rows=rows, eval_rows=None,
-                                output_dir=tmp, max_steps=1)
+                                output_dir=tmp, max_steps=1, **trainer_kw)
         real = padded = 0
         for batch in trainer.get_train_dataloader():
             real += int(batch["attention_mask"].sum())

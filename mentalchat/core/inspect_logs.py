@@ -11,8 +11,8 @@ shows them. Single-turn rows only: a multi-turn conversation is not one Inspect 
 from __future__ import annotations
 
 import datetime as dt
-import math
 import os
+import statistics
 import re
 from collections import defaultdict
 from collections.abc import Mapping
@@ -31,10 +31,6 @@ TASK_NAME = "mentalchat16k"
 
 def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "model"
-
-
-def _mean(values: list[float]) -> float:
-    return sum(values) / len(values) if values else float("nan")
 
 
 def write_inspect_logs(
@@ -111,8 +107,8 @@ def write_inspect_logs(
             ))
         results = EvalResults(total_samples=len(samples), completed_samples=len(samples), scores=[
             EvalScore(name=judge, scorer=judge, scored_samples=len(per_judge[judge].get(METRIC_TO_KEY[METRICS[0]], [])),
-                      metrics={f"{name}_mean": EvalMetric(name=f"{name}_mean", value=_mean(vals))
-                               for name, vals in per_judge[judge].items() if not math.isnan(_mean(vals))})
+                      metrics={f"{name}_mean": EvalMetric(name=f"{name}_mean", value=statistics.fmean(vals))
+                               for name, vals in per_judge[judge].items()})  # a name is there once scored
             for judge in judges
         ])
         first = rows[0] if rows else {}

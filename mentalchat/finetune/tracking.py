@@ -22,7 +22,7 @@ from typing import Any
 
 from mentalchat.errors import UsageError
 
-__all__ = ["TrialRecord", "file_sha256", "log_mlflow", "log_wandb", "read_history"]
+__all__ = ["TrialRecord", "file_sha256", "history_from_state", "log_mlflow", "log_wandb", "read_history"]
 
 log = logging.getLogger(__name__)
 #: trainer_state.json log_history keys worth a curve (others, like epoch, go along as they are).
@@ -50,12 +50,17 @@ def file_sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
+def history_from_state(state: dict[str, Any]) -> list[dict[str, Any]]:
+    """The per-step entries of a parsed ``trainer_state.json`` (its run summary has no step)."""
+    return [e for e in state.get("log_history", []) if "step" in e]
+
+
 def read_history(checkpoint_dir: str | Path) -> list[dict[str, Any]]:
     """The HF trainer's ``log_history`` from a checkpoint folder (empty when it has none)."""
     path = Path(checkpoint_dir) / "trainer_state.json"
     if not path.is_file():
         return []
-    return [e for e in json.loads(path.read_text(encoding="utf-8")).get("log_history", []) if "step" in e]
+    return history_from_state(json.loads(path.read_text(encoding="utf-8")))
 
 
 def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -289,7 +289,7 @@ def _track(plan: ExperimentPlan, rows: list[dict[str, Any]]) -> None:
 
 def _checkpoint_history(checkpoint_path: str, storage_path: str) -> list[dict[str, Any]]:
     """The HF trainer's per-step log of a reported checkpoint (local folder or storage URI)."""
-    from mentalchat.finetune.tracking import read_history
+    from mentalchat.finetune.tracking import history_from_state, read_history
 
     if "://" not in storage_path:
         return read_history(checkpoint_path)
@@ -301,7 +301,7 @@ def _checkpoint_history(checkpoint_path: str, storage_path: str) -> list[dict[st
             state = json.loads(fh.read())
     except (OSError, ValueError):
         return []
-    return [e for e in state.get("log_history", []) if "step" in e]
+    return history_from_state(state)
 
 
 def _ensure_ray() -> None:

@@ -41,15 +41,19 @@ class ImportedRatings:
     cancelled: int = 0
 
 
+def _read_json(path: Path, what: str) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise StudyImportError(f"{path}: cannot read {what}: {exc.strerror}") from None
+    except json.JSONDecodeError as exc:
+        raise StudyImportError(f"{path}:{exc.lineno}: not JSON: {exc.msg}") from None
+
+
 def read_key(path: str | Path) -> dict[str, dict[str, Any]]:
     """The unblinding key's item map (item id -> question_id, model, base_model, data_config)."""
     path = Path(path)
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise StudyImportError(f"{path}: cannot read the unblinding key: {exc.strerror}") from None
-    except json.JSONDecodeError as exc:
-        raise StudyImportError(f"{path}:{exc.lineno}: not JSON: {exc.msg}") from None
+    doc = _read_json(path, "the unblinding key")
     items = doc.get("items") if isinstance(doc, dict) else None
     if not isinstance(items, dict) or not items:
         raise StudyImportError(f"{path}: not an unblinding key (no 'items' map)")
@@ -57,12 +61,7 @@ def read_key(path: str | Path) -> dict[str, dict[str, Any]]:
 
 
 def _load_tasks(path: Path) -> list[dict[str, Any]]:
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise StudyImportError(f"{path}: cannot read: {exc.strerror}") from None
-    except json.JSONDecodeError as exc:
-        raise StudyImportError(f"{path}:{exc.lineno}: not JSON: {exc.msg}") from None
+    doc = _read_json(path, "the export")
     if not isinstance(doc, list):
         raise StudyImportError(f"{path}: a Label Studio JSON export is a list of tasks, got {type(doc).__name__}")
     return doc

@@ -13,13 +13,14 @@ import json
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from mentalchat.engine.vllm_server import free_port
 
 __all__ = ["LabelStudioServer", "default_venv"]
 
@@ -28,12 +29,6 @@ def default_venv() -> Path:
     """``<repo>/.venv-labelstudio`` (or ``$MENTALCHAT_LABEL_STUDIO_VENV``)."""
     env = os.environ.get("MENTALCHAT_LABEL_STUDIO_VENV")
     return Path(env) if env else Path(__file__).resolve().parents[2] / ".venv-labelstudio"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -65,7 +60,7 @@ class LabelStudioServer:
                 f"{exe} is missing: run scripts/install_labelstudio.sh (make test does) to create the server's venv"
             )
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.port = self.port or _free_port()
+        self.port = self.port or free_port()
         env = self._env()
         cmd = [str(exe), "start", "--no-browser", "--internal-host", "127.0.0.1", "--port", str(self.port),
                "--data-dir", str(self.data_dir), f"--username={self.email}", f"--password={self.password}",

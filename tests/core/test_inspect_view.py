@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -13,19 +11,13 @@ from pathlib import Path
 import pytest
 
 from mentalchat.core.inspect_logs import write_inspect_logs
+from mentalchat.engine.vllm_server import free_port
+from mentalchat.testing.browser import launch_chromium
 
 from .test_inspect_logs import _tables
 
 pytest.importorskip("inspect_ai")
 pytestmark = pytest.mark.slow
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_inspect_view_shows_every_judge_score(tmp_path: Path) -> None:
@@ -33,7 +25,7 @@ def test_inspect_view_shows_every_judge_score(tmp_path: Path) -> None:
 
     answers, judgments = _tables()
     write_inspect_logs(answers, judgments, {"1": "message 1", "2": "message 2", "3": "message 3"}, tmp_path / "logs")
-    port = _port()
+    port = free_port()
     inspect = Path(sys.executable).with_name("inspect")
     proc = subprocess.Popen([str(inspect), "view", "--log-dir", str(tmp_path / "logs"), "--host", "127.0.0.1",
                              "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
@@ -50,8 +42,7 @@ def test_inspect_view_shows_every_judge_score(tmp_path: Path) -> None:
             pytest.fail("inspect view did not answer within 60 s")
         assert listing.count("mentalchat16k_") == 2
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=shutil.which("chromium") or "/usr/bin/chromium",
-                                        headless=True, args=ARGS)
+            browser = launch_chromium(p)
             page = browser.new_page(viewport={"width": 1280, "height": 900})
             page.goto(url)
             page.get_by_text("mentalchat/b1-syn").first.click()

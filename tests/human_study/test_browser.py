@@ -9,8 +9,6 @@ ratings for the answer behind that task. The page is kept as a screenshot in
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from pathlib import Path
 
 import pytest
@@ -18,25 +16,14 @@ import pytest
 from mentalchat.cli import job_main
 from mentalchat.core.rubric import METRIC_KEYS, METRICS
 from mentalchat.schemas import read_table
+from mentalchat.testing.browser import artifact_dir, launch_chromium
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-# Chromium on a closed network: without the background-networking flags it keeps retrying Google's hosts.
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 CLICKS = {key: 3 + i for i, key in enumerate(METRIC_KEYS)} | {"overall": 2}  # 3..9 and overall 2
 
 
-def _artifacts() -> Path:
-    root = Path(os.environ.get("MENTALCHAT_TEST_ARTIFACTS", Path(__file__).resolve().parents[2] / "runs" / "test-artifacts"))
-    root.mkdir(parents=True, exist_ok=True)
-    return root
-
-
 def test_rate_one_answer_in_the_browser(label_studio, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    if not Path(CHROMIUM).is_file():
-        pytest.fail(f"{CHROMIUM} is missing: scripts/install_labelstudio.sh installs Debian's chromium")
     from playwright.sync_api import expect, sync_playwright
 
     from mentalchat.schemas import ANSWERS, write_table
@@ -57,10 +44,10 @@ def test_rate_one_answer_in_the_browser(label_studio, tmp_path: Path, monkeypatc
     # The rater joins through the organisation's invite link with her own account (not the admin's,
     # whose token pushed the study), as a clinician would.
     email, password = "ana@clinic.example", "rater-Pass-4821"
-    shot = _artifacts() / "human_study_rating_page.png"
+    shot = artifact_dir() / "human_study_rating_page.png"
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        browser = launch_chromium(p)
         page = browser.new_context(viewport={"width": 1280, "height": 1400}).new_page()
         page.goto(label_studio.invite_url())
         page.fill('input[name="email"]', email)

@@ -3,9 +3,7 @@ every contents link lands on its section, long tables fold and open. A screensho
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 from pathlib import Path
 
 import pytest
@@ -14,19 +12,15 @@ from mentalchat.schemas import write_table
 from mentalchat.stats.config import StatsConfig
 from mentalchat.stats.report import COLLAPSE_ROWS
 from mentalchat.stats.run import run_stats
+from mentalchat.testing.browser import artifact_dir, launch_chromium
 from mentalchat.testing.judgments import synthetic_judgments
 
 pytestmark = pytest.mark.slow
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
 def test_report_renders_with_every_figure_and_working_contents(tmp_path: Path) -> None:
     from playwright.sync_api import sync_playwright
 
-    chromium = shutil.which("chromium") or "/usr/bin/chromium"
-    if not Path(chromium).is_file():
-        pytest.fail("Debian's chromium is missing (scripts/install_labelstudio.sh installs it)")
     judg = write_table(synthetic_judgments(30, bases=("b1", "b2", "b3", "b4", "b5", "b6", "b7"), seed=3), tmp_path / "j.parquet", "judgments")
     cfg = StatsConfig(bootstrap=100, model_map={"bases": [], "baselines": [], "rules": []})
     res = run_stats(cfg, tmp_path / "stats", judgments=[judg])
@@ -35,10 +29,9 @@ def test_report_renders_with_every_figure_and_working_contents(tmp_path: Path) -
     assert toc, "the Markdown report has no contents line"
     headings = re.findall(r"^## (.+)$", md, re.M)
     assert len(re.findall(r"\]\(#", toc.group(1))) == len(headings)
-    shots = Path(os.environ.get("MENTALCHAT_TEST_ARTIFACTS", Path(__file__).resolve().parents[2] / "runs" / "test-artifacts"))
-    shots.mkdir(parents=True, exist_ok=True)
+    shots = artifact_dir()
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, headless=True, args=ARGS)
+        browser = launch_chromium(p)
         page = browser.new_page(viewport={"width": 1200, "height": 1600})
         page.goto(res.report_html.resolve().as_uri())
         images = page.evaluate("() => [...document.images].map(i => [i.alt, i.complete && i.naturalWidth > 0])")
