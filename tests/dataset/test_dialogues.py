@@ -125,6 +125,16 @@ def test_a_split_that_holds_out_everything_keeps_one_to_train() -> None:
     keep_one_training([])
 
 
+def test_finalize_keeps_one_to_train_when_every_dialogue_is_held_out() -> None:
+    from mentalchat.dataset.dialogues import finalize_dialogues
+
+    found = [{"messages": _msgs(f"I worry about exam {i}.", "That sounds stressful."), "source": "interview",
+              "generator_model": "g", "prompt_version": "v"} for i in range(3)]
+    rows, _ = finalize_dialogues(found, instruction="x", cfg=DialoguesConfig(benchmark_share=1.0),
+                                 detector=CrisisDetector(CrisisDetectorConfig(layers=["rules"])))
+    assert sorted(r["split"] for r in rows) == ["benchmark", "benchmark", "train"]
+
+
 def test_audit_flags_client_turns_and_checks_only_later_counsellor_turns() -> None:
     det = CrisisDetector(CrisisDetectorConfig(layers=["rules"]))
     crisis = "Lately I have had thoughts of ending my life when it gets bad."
